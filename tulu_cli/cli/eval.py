@@ -186,7 +186,7 @@ def list_tasks(
     from rich.table import Table
 
     table = Table(title="tulu eval tasks")
-    for col in ("task", "data", "shots", "kind", "settings", "metrics", "description"):
+    for col in ("task", "data", "shots", "kind", "settings", "metrics", "source", "description"):
         table.add_column(col)
     for name, t in tasks.items():
         info = t.info()
@@ -198,5 +198,5 @@ def list_tasks(
         )
         if t.max_examples:
             settings += f"; {t.max_examples} examples" + (f" per {t.sample_by}" if t.sample_by else "")
-        table.add_row(name, str(t.data_name or "-"), str(t.n_shot), t.kind, settings, ", ".join(t.metrics), t.description)
+        table.add_row(name, str(t.data_name or "-"), str(t.n_shot), t.kind, settings, ", ".join(t.metrics), t.source or "-", t.description)
     Console().print(table)

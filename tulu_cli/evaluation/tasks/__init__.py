@@ -31,6 +31,12 @@ Class attributes (data, mostly):
     metrics       metric names, the primary one first (shown by ``tulu eval list``).
     takes_input_file  ``--input-file`` may replace the task's data file (read it with
                   ``given_input``/``find_input``, which also resolve the ``TASK=PATH`` form).
+    source        where the preset's definition comes from: the reference repository, commit and
+                  script it reproduces (``"open-instruct f3424591 eval/gsm/run_eval.py"``), or
+                  ``"tulu"`` for a preset of our own; shown by ``tulu eval list``.
+    options       opt-in deviations from the reference (``--task-arg`` keys, e.g. ``lenient``)
+                  with their help; ``results.json`` records which were on. Defaults are the
+                  reference's behaviour.
 
 Methods (called by the runner in this order; ``ctx`` is a ``TaskContext``):
     check(ctx)                           everything the task needs (data files, --input-file, judges,
@@ -207,6 +213,8 @@ class Task:
     sample_by: ClassVar[str | None] = None
     metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     takes_input_file: ClassVar[bool] = False
+    source: ClassVar[str] = ""
+    options: ClassVar[dict[str, str]] = {}
 
     # ---- data -------------------------------------------------------------------------------
     def prepare_command(self, data_dir: Path | str) -> str:
@@ -333,6 +341,7 @@ class Task:
             "max_examples": self.max_examples,
             "metrics": list(self.metrics),
             "data": self.data_name,
+            "source": self.source,
         }
         if self.kind == "generate":
             out["generation"] = {
