@@ -64,3 +64,13 @@ def test_help_does_not_import_torch_and_is_fast():
 def test_unknown_command_exits_2():
     r = runner.invoke(app, ["no-such-command"])
     assert r.exit_code == 2
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    """Typer's boxed usage report becomes one red line naming the flag, exit 2, like every other error."""
+    from _bad_input import assert_bad_input
+
+    line = assert_bad_input(["train", "sft", "--lr", "abc"], ["--lr", "tulu train sft --help"], watch=[tmp_path])
+    assert "╭" not in line
+    assert_bad_input(["eval", "run", "--bogus"], ["No such option: --bogus", "tulu eval run --help"])
+    assert_bad_input(["eval", "frobnicate"], ["frobnicate"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
+import typer.core
 
 from tulu_cli.errors import TuluError
 
@@ -55,10 +56,37 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class TuluGroup(typer.core.TyperGroup):
+    """A command group whose usage errors (bad flag value, unknown option) are one red line, exit 2,
+    like every other error, instead of Typer's boxed multi-line report."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        # Typer vendors click (typer._click since 0.24); its exceptions are the ones raised here.
+        from typer.core import _click as click
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:
+            typer.echo(e.ctx.get_help() if e.ctx else str(e))
+            sys.exit(2)
+        except click.ClickException as e:
+            where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "tulu"
+            print_error(" ".join(e.format_message().split()) + f" (see '{where} --help')")
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            print_error("aborted")
+            sys.exit(1)
+        # Typer returns the code of an explicit Exit in non-standalone mode; a command body returns None.
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 class TuluTyper(typer.Typer):
     """A Typer whose commands all report TuluError as one red line (exit 2)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", TuluGroup)
         kwargs.setdefault("no_args_is_help", True)
         kwargs.setdefault("rich_markup_mode", "rich")
         kwargs.setdefault("pretty_exceptions_enable", False)
