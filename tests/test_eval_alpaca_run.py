@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_run_both_versions_on_tiny_model(tiny_model, tmp_path):
 
 
 def test_score_outputs_made_elsewhere(tmp_path):
-    refs = read_outputs_file(FIXTURES / "alpaca_eval" / "results" / "text_davinci_003" / "model_outputs.json")
+    refs = read_outputs_file(FIXTURES / "alpaca_eval" / "alpaca_eval.json")
     # a "model" that answers at length on even items and tersely on odd ones, in the package's format (JSON lines)
     mine = [{"instruction": r["instruction"], "output": ("long answer " * 200) if i % 2 == 0 else "ok", "generator": "my-model"} for i, r in enumerate(refs)]
     path = tmp_path / "model_outputs.jsonl"
@@ -113,7 +114,7 @@ def test_score_outputs_made_elsewhere(tmp_path):
 
 
 def test_generation_without_judge_and_errors(tmp_path):
-    refs = read_outputs_file(FIXTURES / "alpaca_eval" / "results" / "text_davinci_003" / "model_outputs.json")
+    refs = read_outputs_file(FIXTURES / "alpaca_eval" / "alpaca_eval.json")
     path = tmp_path / "model_outputs.json"
     path.write_text(json.dumps([{"instruction": r["instruction"], "output": "abc", "generator": "g"} for r in refs]))
     res = runner.invoke(app, ["eval", "score", "--task", "alpaca_eval", "--predictions", str(path), "--data-dir", str(FIXTURES), "--json"])
@@ -140,16 +141,75 @@ def test_generation_without_judge_and_errors(tmp_path):
     assert res.exit_code == 2 and "HTTP 401" in res.output and "NO_SUCH_KEY_VAR" in res.output
 
 
-def test_prepare_eval_layout(tmp_path):
-    """`tulu data prepare-eval alpaca_eval` (from a mirror) writes what both presets load, including df_gamed.csv."""
-    from tests._fileserver import serve
+# The first reference output of the AlpacaEval 1 eval set (tatsu-lab/alpaca_eval "alpaca_eval", text-davinci-003,
+# 300 max tokens), as every alpaca_eval_gpt4 annotation in the alpaca_eval repository shows it (output_1).
+FIRST_REFERENCE = (
+    "Some famous actors that started their careers on Broadway include: \n1. Hugh Jackman \n2. Meryl Streep \n"
+    "3. Denzel Washington \n4. Julia Roberts \n5. Christopher Walken \n6. Anthony Rapp \n7. Audra McDonald \n"
+    "8. Nathan Lane \n9. Sarah Jessica Parker \n10. Lin-Manuel Miranda"
+)
+# The same instruction in alpaca_eval's GitHub results/text_davinci_003/model_outputs.json: another sample, not the reference.
+LEADERBOARD_ENTRY = "Some famous actors that started their careers on Broadway are Tom Hanks, Meryl Streep, and Christopher Walken."
+
+
+def test_v1_reference_is_the_package_default(tmp_path):
+    """Tulu 2 passed no --reference_path: the package's eval-set outputs are the default; the 2048-token file is opt-in."""
+    from types import SimpleNamespace
+
+    from tulu_cli.errors import TuluError
     from tulu_cli.evaluation.tasks import TaskContext, get_task
 
-    refs = (FIXTURES / "alpaca_eval" / "results" / "text_davinci_003" / "model_outputs.json").read_text()
+    task = get_task("alpaca_eval")
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    regenerated = [{"instruction": r["instruction"], "output": f"long answer {i}", "generator": "text_davinci_003"}
+                   for i, r in enumerate(read_outputs_file(FIXTURES / "alpaca_eval" / "alpaca_eval.json"))]  # fmt: skip
+    (data / "alpaca_eval" / "davinci_003_outputs.json").write_text(json.dumps(regenerated))
+
+    def first_reference(**task_args):
+        return task.load(TaskContext(data_dir=data, options=SimpleNamespace(task_args=task_args)))[0].reference
+
+    assert first_reference() == FIRST_REFERENCE
+    assert first_reference(reference="alpaca_eval") == FIRST_REFERENCE
+    assert first_reference(reference="davinci_003_2048") == "long answer 0"
+    with pytest.raises(TuluError, match=r"--task-arg reference=davinci: not a reference of task alpaca_eval \(choices: alpaca_eval, davinci_003_2048\)"):
+        first_reference(reference="davinci")
+
+    # the alpaca_eval repository's leaderboard entry for text_davinci_003 holds other outputs: never taken as the reference
+    only_leaderboard = tmp_path / "leaderboard"
+    (only_leaderboard / "alpaca_eval" / "results" / "text_davinci_003").mkdir(parents=True)
+    (only_leaderboard / "alpaca_eval" / "results" / "text_davinci_003" / "model_outputs.json").write_text(
+        json.dumps([{"instruction": regenerated[0]["instruction"], "output": LEADERBOARD_ENTRY, "generator": "text_davinci_003"}])
+    )
+    with pytest.raises(TuluError, match="alpaca_eval/alpaca_eval.json: not found; task alpaca_eval needs the reference outputs"):
+        task.load(TaskContext(data_dir=only_leaderboard, options=SimpleNamespace(task_args={})))
+    with pytest.raises(TuluError, match="davinci_003_outputs.json: not found; task alpaca_eval needs the reference outputs of reference=davinci_003_2048"):
+        task.load(TaskContext(data_dir=only_leaderboard, options=SimpleNamespace(task_args={"reference": "davinci_003_2048"})))
+    with pytest.raises(TuluError, match="not a reference of task alpaca_eval_2 \\(choices: none"):
+        get_task("alpaca_eval_2").load(TaskContext(data_dir=data, options=SimpleNamespace(task_args={"reference": "alpaca_eval"})))
+
+
+def test_prepare_eval_layout(tmp_path):
+    """`tulu data prepare-eval alpaca_eval` (from a mirror) writes what both presets load, including df_gamed.csv."""
+    from types import SimpleNamespace
+
+    from tests._fileserver import serve
+    from tulu_cli.evaluation.prepare import files_for
+    from tulu_cli.evaluation.tasks import TaskContext, get_task
+
+    assert {f.path: f.url for f in files_for("alpaca_eval")} == {
+        "alpaca_eval/alpaca_eval.json": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json",
+        "alpaca_eval/davinci_003_outputs.json":
+            "https://huggingface.co/datasets/hamishivi/alpaca-farm-davinci-003-2048-token/resolve/main/davinci_003_outputs.json",
+        "alpaca_eval/alpaca_eval_gpt4_baseline.json": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval_gpt4_baseline.json",
+        "alpaca_eval/df_gamed.csv": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/df_gamed.csv",
+    }  # fmt: skip
+    refs = json.loads((FIXTURES / "alpaca_eval" / "alpaca_eval.json").read_text())
     mirror = tmp_path / "mirror" / "alpaca_eval"
     mirror.mkdir(parents=True)
-    (mirror / "davinci_003_outputs.json").write_text(refs)
-    (mirror / "alpaca_eval_gpt4_baseline.json").write_text(refs)
+    (mirror / "alpaca_eval.json").write_text(json.dumps(refs))
+    (mirror / "davinci_003_outputs.json").write_text(json.dumps([dict(r, output="regenerated") for r in refs]))
+    (mirror / "alpaca_eval_gpt4_baseline.json").write_text(json.dumps(refs))
     (mirror / "df_gamed.csv").write_text("index,model,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\n0,g,0.4,0.5,0.1,False\n")
     data = tmp_path / "data"
     with serve(tmp_path / "mirror") as server:
@@ -158,4 +218,7 @@ def test_prepare_eval_layout(tmp_path):
     for name in ("alpaca_eval", "alpaca_eval_2"):
         task = get_task(name)
         assert len(task.load(TaskContext(data_dir=data))) == 6
+    assert get_task("alpaca_eval").load(TaskContext(data_dir=data))[0].reference == FIRST_REFERENCE
+    opt_in = TaskContext(data_dir=data, options=SimpleNamespace(task_args={"reference": "davinci_003_2048"}))
+    assert get_task("alpaca_eval").load(opt_in)[0].reference == "regenerated"
     assert (data / "alpaca_eval" / "df_gamed.csv").is_file()

@@ -17,11 +17,15 @@ from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.tasks import DataFile, Example, GenerationSettings, Query, Task, TaskContext
 
 HF = "https://huggingface.co/datasets"
-V1_REFERENCES = (
-    "alpaca_eval/davinci_003_outputs.json",  # what Tulu 2 used (davinci-003 outputs with 2048 max tokens)
-    "alpaca_eval/results/text_davinci_003/model_outputs.json",  # the alpaca_eval repository's layout
-    "alpaca_eval/alpaca_eval.json",  # the eval set itself (tatsu-lab/alpaca_eval): davinci-003 outputs, 300 max tokens
-)
+# AlpacaEval 1's reference outputs. Tulu 2's job passed no --reference_path, so alpaca-eval 0.5.3 (with
+# IS_ALPACA_EVAL_2=False) used its default: the eval set itself, load_dataset("tatsu-lab/alpaca_eval",
+# "alpaca_eval"), i.e. alpaca_eval.json with the leaderboard's text-davinci-003 outputs (300 max tokens).
+# alpaca_eval's GitHub results/text_davinci_003/model_outputs.json is NOT that file: same instructions,
+# other davinci-003 outputs (785 of 805 differ from the output_1 of the package's own annotations).
+V1_DEFAULT = "alpaca_eval/alpaca_eval.json"
+# open-instruct's documented alternative (--reference_path): davinci-003 regenerated with 2048 max tokens.
+V1_2048 = "alpaca_eval/davinci_003_outputs.json"
+V1_CHOICES = {"alpaca_eval": V1_DEFAULT, "davinci_003_2048": V1_2048}
 V2_REFERENCES = (
     "alpaca_eval/alpaca_eval_gpt4_baseline.json",  # the package's AlpacaEval 2 reference (gpt4_1106_preview)
     "alpaca_eval/results/gpt4_1106_preview/model_outputs.json",
@@ -79,17 +83,37 @@ class AlpacaEval(Task):
     generation = GenerationSettings(max_new_tokens=8192, temperature=0.0, stop=())
     chat_stop = ()
 
-    def __init__(self, name: str, annotator: str, references: tuple[str, ...], data_files: tuple[DataFile, ...], description: str, metrics: tuple[str, ...]):
+    def __init__(
+        self,
+        name: str,
+        annotator: str,
+        references: tuple[str, ...],
+        data_files: tuple[DataFile, ...],
+        description: str,
+        metrics: tuple[str, ...],
+        source: str,
+        options: dict[str, str],
+        reference_choices: dict[str, str] | None = None,
+    ):
         self.name = name
         self.annotator = annotator
         self.references = references
+        self.reference_choices = reference_choices or {}
         self.data_files = data_files
         self.description = description
         self.metrics = metrics
+        self.source = source
+        self.options = options
 
     # ---- data -------------------------------------------------------------------------------
     def reference_path(self, ctx: TaskContext) -> Path:
-        return self.find_input(ctx, self.references, "the reference outputs")
+        choice = (getattr(ctx.options, "task_args", None) or {}).get("reference")
+        if choice is None:
+            return self.find_input(ctx, self.references, "the reference outputs")
+        if choice not in self.reference_choices:
+            known = ", ".join(self.reference_choices) or "none (this preset has one reference)"
+            raise TuluError(f"--task-arg reference={choice}: not a reference of task {self.name} (choices: {known})")
+        return self.find_input(ctx, (self.reference_choices[choice],), f"the reference outputs of reference={choice}")
 
     def check(self, ctx: TaskContext) -> None:
         self.reference_path(ctx)
@@ -256,16 +280,35 @@ class AlpacaEval(Task):
         return rows
 
 
+_JUDGE_OPTIONS = {
+    "generator": "name of the evaluated model in the package's files (default: <model folder>-greedy-long, as Tulu 2)",
+    "annotator_seed": "seed of the per-instruction order switch shown to the judge (default 0, the package's)",
+    "judge_concurrency": "judge requests in flight (default: --concurrency)",
+}
+
 TASKS = [
     AlpacaEval(
         name="alpaca_eval",
         annotator="alpaca_eval_gpt4",
-        references=V1_REFERENCES,
+        references=(V1_DEFAULT,),
+        reference_choices=V1_CHOICES,
         data_files=(
-            DataFile(path=V1_REFERENCES[0], url=f"{HF}/hamishivi/alpaca-farm-davinci-003-2048-token/resolve/main/davinci_003_outputs.json"),
+            # Both unpinned: alpaca-eval loaded the dataset's main branch at run time, and no revision or
+            # checksum of either file can be checked offline.
+            DataFile(path=V1_DEFAULT, url=f"{HF}/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json"),
+            DataFile(path=V1_2048, url=f"{HF}/hamishivi/alpaca-farm-davinci-003-2048-token/resolve/main/davinci_003_outputs.json"),
         ),
-        description="AlpacaEval 1: 805 instructions, judge (alpaca_eval_gpt4 prompt) vs text-davinci-003; win rate",
+        description="AlpacaEval 1: 805 instructions, judge (alpaca_eval_gpt4 prompt) vs text-davinci-003 (the package's 300-token reference); win rate",
         metrics=("win_rate", "standard_error", "discrete_win_rate", "avg_length"),
+        source=(
+            "open-instruct f3424591 eval/alpaca_farm/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format, "
+            "no --reference_path: alpaca-eval 0.5.3's default reference with IS_ALPACA_EVAL_2=False)"
+        ),
+        options={
+            "reference": "alpaca_eval (default: the package's text-davinci-003 outputs, alpaca_eval/alpaca_eval.json) or "
+            "davinci_003_2048 (open-instruct's optional --reference_path, alpaca_eval/davinci_003_outputs.json)",
+            **_JUDGE_OPTIONS,
+        },
     ),
     AlpacaEval(
         name="alpaca_eval_2",
@@ -277,5 +320,7 @@ TASKS = [
         ),
         description="AlpacaEval 2: judge (weighted gpt4_turbo logprob prompt) vs GPT-4 turbo; win rate and length-controlled win rate",
         metrics=("length_controlled_winrate", "win_rate", "standard_error", "lc_standard_error", "avg_length"),
+        source="open-instruct f7f3d3f1 eval/alpaca_farm/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format, IS_ALPACA_EVAL_2=True)",
+        options={"gamed_csv": "df_gamed.csv for the length-controlled GLM (default: alpaca_eval/df_gamed.csv under --data-dir)", **_JUDGE_OPTIONS},
     ),
 ]
