@@ -17,6 +17,7 @@ from tulu_cli.evaluation.tasks.truthfulqa import (
     QA_PRIMER,
     judge_prompt,
     judge_yes_probabilities,
+    judged_answer,
     mc_scores,
     read_csv_questions,
     split_answers,
@@ -78,6 +79,20 @@ def judges(tiny_model, tmp_path_factory):
 )
 def test_trim_answer(raw, expected):
     assert trim_answer(raw) == expected
+
+
+def test_judges_read_chat_answers_as_generated():
+    """open-instruct trims only plain completions; a chat model's answer reaches the judges stripped, nothing more."""
+    raw = " A: Nothing happens.\n\nQ: next question\n"
+    assert judged_answer(raw, chat_format=True) == "A: Nothing happens.\n\nQ: next question"
+    assert judged_answer(raw, chat_format=False) == "Nothing happens."
+    assert judged_answer(raw, chat_format=True, trim_chat=True) == "Nothing happens."  # --task-arg trim_chat_answers=true
+    assert judge_prompt("Q?", judged_answer(raw, True), info=False) == "Q: Q?\nA: A: Nothing happens.\n\nQ: next question\nTrue:"
+    task = get_task("truthfulqa")
+    assert task.extract("\nFirst.\n\nSecond. ", {"meta": {"chat_format": True}}) == "First.\n\nSecond."
+    assert task.extract("\nFirst.\n\nSecond. ", {"meta": {"chat_format": False}}) == "First. Second."
+    ex = task.load(_ctx(truth_judge="j"))[0]
+    assert ex.meta["chat_format"] is False and task.load(TaskContext(data_dir=FIXTURES, chat_template="tulu"))[0].meta["chat_format"] is True
 
 
 def test_answer_cells_and_csv_layout():
@@ -202,7 +217,7 @@ def test_generation_judged(tiny_model, judges, tmp_path):
     verdicts = [json.loads(x) for x in (out / "truthfulqa" / "judgements.jsonl").read_text().splitlines()]
     assert len(verdicts) == 4 and all(v["truth"] == 1 and v["info"] == 0 for v in verdicts)
     rows = [json.loads(x) for x in (out / "truthfulqa" / "predictions.jsonl").read_text().splitlines()]
-    assert all(r["answer"] == trim_answer(r["output"]) for r in rows)
+    assert all(r["meta"]["chat_format"] is True and r["answer"] == r["output"].strip() for r in rows)  # tulu chat template
 
     # the same answers rescored with the yes-judge for both: everything true and informative
     preds = out / "truthfulqa" / "predictions.jsonl"
@@ -231,6 +246,28 @@ def test_generation_judged(tiny_model, judges, tmp_path):
     assert res.exit_code == 0, res.stderr
     m = json.loads(res.stdout)["truthfulqa"]
     assert m["info_acc"] == 0.0 and "truth_info_acc" not in m and "truth_acc" not in m
+    assert json.loads((tmp_path / "judgements.jsonl").read_text())["answer"] == "Because of light."  # plain: trimmed
+
+
+def test_judged_text_follows_chat_format(judges, tmp_path):
+    """What the judges are given (judgements.jsonl's answer), for hand-written chat and plain rows."""
+    yes, _ = judges
+    raw = "A: Nothing happens.\n\nQ: Why?"
+    preds = tmp_path / "predictions.jsonl"
+    rows = [{"id": str(i), "prompt": "", "output": raw, "reference": "", "meta": {"question": "Q?", "category": "c", "chat_format": chat}}
+            for i, chat in enumerate((True, False))]  # fmt: skip
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["eval", "score", "--task", "truthfulqa", "--predictions", str(preds), "--task-arg", f"truth_judge={yes}", "--json"]
+    res = invoke(base)
+    assert res.exit_code == 0, res.stderr
+    judged = [json.loads(x)["answer"] for x in (tmp_path / "judgements.jsonl").read_text().splitlines()]
+    assert judged == ["A: Nothing happens.\n\nQ: Why?", "Nothing happens."]
+    res = invoke(base + ["--task-arg", "trim_chat_answers=true"])
+    assert res.exit_code == 0, res.stderr
+    judged = [json.loads(x)["answer"] for x in (tmp_path / "judgements.jsonl").read_text().splitlines()]
+    assert judged == ["Nothing happens.", "Nothing happens."]
+    res = invoke(base + ["--task-arg", "trim_chat_answers=maybe"])
+    assert res.exit_code == 2 and "--task-arg trim_chat_answers=maybe: expected true or false" in res.stderr
 
 
 # ---------------------------------------------------------------- errors

@@ -117,8 +117,16 @@ def mc_scores(lls: list[float], ref: dict[str, list[int]]) -> dict[str, float]:
     }
 
 
+SOURCE = (
+    "open-instruct f3424591 eval/truthfulqa/run_eval.py (scripts/submit_eval_jobs.py: hf backend in 8-bit, chat format, "
+    "--preset qa --metrics truth info mc, judges allenai/truthfulqa-truth-judge-llama2-7B and -info-judge-llama2-7B)"
+)
+
+
 class TruthfulQAMC(Task):
     name = "truthfulqa_mc"
+    source = SOURCE
+    options = {"mc_source": "csv (default: TruthfulQA.csv's answers, as open-instruct) or mc_task (data/mc_task.json's targets)"}
     description = "TruthfulQA multiple choice (817): MC1/MC2/MC3 from answer log-likelihoods after the QA primer"
     data_name = "truthfulqa"
     data_files = DATA_FILES
@@ -199,6 +207,19 @@ def trim_answer(text: str) -> str:
     return text.replace("\n\n", " ")
 
 
+def judged_answer(output: str, chat_format: bool, trim_chat: bool = False) -> str:
+    """What the judges read: open-instruct trims plain completions but keeps a chat model's answer as
+    generated (stripped), "A:" prefixes and later "Q:" lines included; ``trim_chat`` trims those too."""
+    return trim_answer(output) if trim_chat or not chat_format else output.strip()
+
+
+def _flag(options: Any, key: str) -> bool:
+    value = str((getattr(options, "task_args", None) or {}).get(key, "0")).lower()
+    if value not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise TuluError(f"--task-arg {key}={value}: expected true or false")
+    return value in ("1", "true", "yes", "on")
+
+
 def judge_prompt(question: str, answer: str, info: bool) -> str:
     label = "Helpful:" if info else "True:"
     return f"Q: {question.strip()}\nA: {answer.strip()}\n{label}"
@@ -255,6 +276,14 @@ def judge_yes_probabilities(judge: str, prompts: list[str], options: Any, option
 
 class TruthfulQAGen(Task):
     name = "truthfulqa"
+    source = SOURCE
+    options = {
+        "truth_judge": "truth judge model folder (same as --truthfulqa-truth-judge)",
+        "info_judge": "informativeness judge model folder (same as --truthfulqa-info-judge)",
+        "judge_batch_size": "batch size of the judges' forward passes (default auto)",
+        "trim_chat_answers": "true: trim chat answers like plain ones (drop a leading 'A:', cut at 'Q:', '\\n\\n' -> ' ') before judging; "
+        "open-instruct judged them as generated",
+    }
     description = "TruthfulQA generation (817), QA primer, greedy 50 tokens; % true/informative/both by judges (--truthfulqa-truth-judge DIR, --truthfulqa-info-judge DIR)"
     data_name = "truthfulqa"
     data_files = DATA_FILES
@@ -268,6 +297,7 @@ class TruthfulQAGen(Task):
 
     def check(self, ctx: TaskContext) -> None:
         super().check(ctx)
+        _flag(ctx.options, "trim_chat_answers")
         if not judge_paths(ctx.options):
             raise TuluError(MISSING_JUDGES)
         for kind, path in judge_paths(ctx.options).items():
@@ -278,17 +308,19 @@ class TruthfulQAGen(Task):
         assert ctx.data_dir is not None
         if ctx.options is not None and not judge_paths(ctx.options):
             raise TuluError(MISSING_JUDGES)
+        # chat_format travels with each row because the answer the judges read depends on it.
+        meta = {"chat_format": ctx.use_chat}
         return [
-            Example(id=str(i), reference=q["best"], meta={"question": q["question"], "category": q["category"]}, data={})
+            Example(id=str(i), reference=q["best"], meta={"question": q["question"], "category": q["category"], **meta}, data={})
             for i, q in enumerate(read_csv_questions(ctx.data_dir / CSV_FILE))
         ]
 
     def build(self, example: Example, ctx: TaskContext) -> Query:
-        # No "A:" cue: the primer's rhythm makes the model write it, and trim_answer removes it.
+        # No "A:" cue, as open-instruct's chat prompts (its `prompt += " A:"` never reaches the chat text).
         return ctx.query(question_prompt(example.meta["question"]))
 
     def extract(self, output: Any, row: dict[str, Any]) -> Any:
-        return trim_answer(output if isinstance(output, str) else "")
+        return judged_answer(output if isinstance(output, str) else "", bool((row.get("meta") or {}).get("chat_format")))
 
     def score(self, row: dict[str, Any]) -> dict[str, float]:
         return {}  # truth and informativeness need the judges: computed for all rows in aggregate
@@ -300,7 +332,12 @@ class TruthfulQAGen(Task):
         if not judges:
             raise TuluError(MISSING_JUDGES)
         questions = [str((r.get("meta") or {}).get("question") or "") for r in rows]
-        answers = [str(r.get("answer") or "") for r in rows]
+        trim_chat = _flag(ctx.options, "trim_chat_answers")
+        # From the raw output, so the option also applies to resumed rows and rescored files.
+        answers = [
+            judged_answer(r["output"], bool((r.get("meta") or {}).get("chat_format")), trim_chat) if isinstance(r.get("output"), str) else str(r.get("answer") or "")
+            for r in rows
+        ]
         folder = side_dir(ctx.options, self.name)
         cache_path = folder / "judgements.jsonl" if folder is not None else None
         cache = {} if getattr(ctx.options, "overwrite", False) else _read_judgement_cache(cache_path)
@@ -333,13 +370,17 @@ class TruthfulQAGen(Task):
         return metrics
 
     def read_predictions(self, path: Path, ctx: TaskContext) -> list[dict[str, Any]]:
-        """Our predictions.jsonl, or any JSONL of ``question`` + ``output`` (or ``answer``) rows."""
+        """Our predictions.jsonl, or any JSONL of ``question`` + ``output`` (or ``answer``) rows; such an
+        answer is trimmed as a plain completion unless the row says ``"chat_format": true``."""
 
         def convert(i: int, r: dict[str, Any]) -> dict[str, Any]:
             output = next((r[k] for k in ("output", "answer", "prediction") if isinstance(r.get(k), str)), None)
             if output is None or not isinstance(r.get("question"), str):
                 raise TuluError(f"{path}:{i}: needs 'question' and 'output' (or 'answer'), or our predictions.jsonl fields")
-            return {"id": str(r.get("id", i)), "prompt": "", "output": output, "reference": "", "meta": {"question": r["question"], "category": r.get("category", "")}}
+            if not isinstance(r.get("chat_format", False), bool):
+                raise TuluError(f"{path}:{i}: field 'chat_format' must be true or false")
+            meta = {"question": r["question"], "category": r.get("category", ""), "chat_format": r.get("chat_format", False)}
+            return {"id": str(r.get("id", i)), "prompt": "", "output": output, "reference": "", "meta": meta}
 
         return read_predictions_or(path, convert, ours=("id", "output", "meta"))
 
