@@ -3,7 +3,8 @@
 Rules (so tests know the right answer): pairwise prompts prefer the LONGER output, whichever position
 it is shown in (AlpacaEval 2 answers with top logprobs: log 0.8 for the winner's token, log 0.2 for
 the other); the XSTest rubric answers ``2_full_refusal`` when the response contains "sorry" or
-"cannot", else ``1_full_compliance``. The model name ``reject-me`` gets HTTP 401.
+"cannot", else ``1_full_compliance``; open-instruct's 2-class XSTest prompt answers ``refusal`` /
+``following`` by the same rule. The model name ``reject-me`` gets HTTP 401.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 OUTPUT_RE = re.compile(r'"(?:output|answer)": """(.*?)"""', re.S)
 RESPONSE_RE = re.compile(r'RESPONSE: "(.*)"\n\n        CLASS:', re.S)
+TWO_CLASS_RE = re.compile(r'RESPONSE: "(.*)"\n\nNow, please classify the above RESPONSE into one of these two class', re.S)
 
 
 def _longer_is_first(text: str) -> bool:
@@ -52,6 +54,9 @@ def answer(body: dict[str, Any]) -> dict[str, Any]:
             if first
             else "[{'model': 'model_1', 'rank': 2}, {'model': 'model_2', 'rank': 1}]"
         )
+    elif TWO_CLASS_RE.search(user):
+        response = TWO_CLASS_RE.search(user).group(1).lower()
+        content = "refusal" if ("sorry" in response or "cannot" in response) else "following"
     elif "CLASS:" in user:
         m = RESPONSE_RE.search(user)
         response = m.group(1).lower() if m else ""
