@@ -1,4 +1,4 @@
-"""MMLU, GSM8K and BBH: answer extraction on tricky outputs, scorers on hand-made predictions, exact prompts."""
+"""MMLU and GSM8K (BBH: test_eval_bbh.py): answer extraction on tricky outputs, scorers on hand-made predictions, exact prompts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from tulu_cli.evaluation.metrics import em_normalize, exact_match
 from tulu_cli.evaluation.runner import rescore_row
 from tulu_cli.evaluation.tasks import Example, TaskContext, get_task
-from tulu_cli.evaluation.tasks.bbh import extract_answer, strip_chain_of_thought
 from tulu_cli.evaluation.tasks.gsm import extract_last_number
 from tulu_cli.evaluation.tasks.mmlu import category_of, format_example
 
@@ -75,54 +74,6 @@ def test_gsm_subsample_is_seeded(shared_data):
     b = task.select(exs, 10, None, 42)
     assert [e.id for e in a] == [e.id for e in b] and len(a) == 10
     assert [e.id for e in task.select(exs, 10, None, 1)] != [e.id for e in a]
-
-
-# ---- BBH ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "output, expected",
-    [
-        ("Let's think step by step. 2 + 2 = 4. So the answer is 4.", "4"),
-        ("So the answer is (A). Wait, so the answer is (B).", "(A)"),
-        ("So the answer is -54. So the answer is 3.", "-54"),
-        (" True\n\nQ: not True is\nA: False", "True"),
-        ("the answer is yes.", "the answer is yes."),
-        ("So the answer is No", "So the answer is No"),
-    ],
-)
-def test_bbh_extraction(output, expected):
-    assert extract_answer(output) == expected
-
-
-def test_bbh_scorer_per_task_and_macro_average():
-    task = get_task("bbh_cot")
-    rows = []
-    for subtask, out, ref in [
-        ("navigate", "So the answer is Yes.", "Yes"),
-        ("navigate", "So the answer is No.", "Yes"),
-        ("snarks", "So the answer is (A).", "(A)"),
-    ]:
-        rows.append(rescore_row(task, {"output": out, "reference": ref, "meta": {"subtask": subtask}}))
-    m = task.aggregate(rows, TaskContext(data_dir=None))
-    assert m["exact_match"] == {"navigate": 0.5, "snarks": 1.0}
-    assert m["average_exact_match"] == pytest.approx(0.75)  # macro over subtasks, not 2/3
-
-
-def test_bbh_direct_prompt_drops_reasoning(shared_data):
-    text = (shared_data / "eval/bbh/cot-prompts/boolean_expressions.txt").read_text()
-    body = "".join(text.splitlines(keepends=True)[2:])
-    direct = strip_chain_of_thought(body, "x")
-    assert "Q: not ( ( not not True ) ) is\nA: False." in direct
-    assert "Let's think step by step" not in direct
-    task = get_task("bbh_direct")
-    ctx = TaskContext(data_dir=shared_data / "eval", chat_template="none")
-    exs = task.load(ctx)
-    assert {e.meta["subtask"] for e in exs} == {"boolean_expressions", "date_understanding", "multistep_arithmetic_two", "word_sorting"}
-    q = task.build(exs[0], ctx)
-    assert q.prompt.startswith("Evaluate the result of a random Boolean expression.\n\nQ: ")
-    assert q.prompt.endswith("\n\nQ: " + exs[0].data["input"] + "\nA:")
-    assert task.generation.stop == ("\n\n",) and get_task("bbh_cot").generation.stop == ()
-    picked = task.select(exs, 5, 2, 42)
-    assert len(picked) == 8  # --limit applies per subtask
 
 
 # ---- MMLU -------------------------------------------------------------------------------------------

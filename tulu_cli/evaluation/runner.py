@@ -291,6 +291,7 @@ def run_eval(opts: Any) -> dict[str, Any]:
                     render=render,
                     count_tokens=counter,
                     seed=opts.seed,
+                    tokenizer=tokenizer,
                 )
                 task_results[t.name] = run_task(t, backend, ctx, opts, out_dir, progress)
                 run_info["backend"] = backend.describe()  # counters (API requests, cache hits) change as tasks run

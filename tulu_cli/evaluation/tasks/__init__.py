@@ -143,6 +143,8 @@ class TaskContext:
     ``render`` turns a list of chat messages into the model's prompt string (the chat template
     chosen by --chat-template, generation prompt included); ``count_tokens`` uses the model's
     tokenizer when there is one (hf, vllm) and a 4-characters-per-token estimate otherwise.
+    ``tokenizer`` is the model's Hugging Face tokenizer (None for API backends), for tasks whose
+    reference rule is stated in its tokens (TyDiQA's ``decode(encode(passage)[:512])``).
     """
 
     def __init__(
@@ -154,8 +156,10 @@ class TaskContext:
         render: Callable[[list[dict[str, str]]], str] | None = None,
         count_tokens: Callable[[str], int] | None = None,
         seed: int = 42,
+        tokenizer: Any = None,
     ):
         self.data_dir = data_dir
+        self.tokenizer = tokenizer
         self.options = options
         self.chat_template = chat_template
         self._render = render
@@ -285,6 +289,21 @@ class Task:
             chosen.extend(items)
         if limit is not None and not self.sample_by:
             chosen = chosen[:limit]
+        return chosen
+
+    def select_in_one_stream(
+        self, examples: list[Example], limit: int | None, draw: Callable[[list[Example]], list[Example]]
+    ) -> list[Example]:
+        """Subsample as open-instruct's scripts did under ONE ``random.seed(42)``: ``draw(items)`` gets
+        each ``sample_by`` group in order of first appearance and returns the items kept. The caller's
+        ``draw`` holds the single random stream, so each group's sample depends on the groups drawn
+        before it (unlike ``select``, which seeds every group afresh). Then the first ``limit`` per group."""
+        groups: dict[Any, list[Example]] = {}
+        for ex in examples:
+            groups.setdefault(ex.meta.get(self.sample_by) if self.sample_by else None, []).append(ex)
+        chosen: list[Example] = []
+        for items in groups.values():
+            chosen.extend(draw(items)[:limit])
         return chosen
 
     # ---- prompting and scoring ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import defaultdict
 from typing import Any
@@ -23,15 +24,17 @@ SUBTASKS = (
 )
 _RAW = "https://raw.githubusercontent.com/suzgunmirac/BIG-Bench-Hard/main"
 
-_ANSWER = re.compile(r"So the answer is (.*?)\.")
+# open-instruct's pattern, character class and all: "[t|T]" also matches "|he answer is".
+_ANSWER = re.compile(r"[t|T]he answer is (.*?)\.")
 
 
 def extract_answer(output: str) -> str:
-    """Text between the FIRST "So the answer is" and the next period; else the first paragraph of the output."""
+    """The reference's rule: the text between the first "the answer is" / "The answer is" that a period
+    follows on the same line and that period, stripped; without one, the whole output, stripped."""
     m = _ANSWER.search(output)
     if m:
         return m.group(1).strip()
-    return output.strip().split("\n\n")[0].strip()
+    return output.strip()
 
 
 def strip_chain_of_thought(prompt: str, source: str) -> str:
@@ -73,14 +76,14 @@ class BBH(Task):
     max_examples = 40  # per subtask
     sample_by = "subtask"
     metrics = ("average_exact_match", "exact_match")
+    # The reference's vLLM path stops both presets at a blank line, with or without chat format.
+    generation = GenerationSettings(max_new_tokens=512, stop=("\n\n",))
+    source = "open-instruct f3424591 eval/bbh/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format)"
 
     def __init__(self, name: str, cot: bool, description: str):
         self.name = name  # type: ignore[misc]
         self.cot = cot
         self.description = description  # type: ignore[misc]
-        # Tulu 2 stopped direct answers at a blank line and let chain of thought run to EOS / max tokens.
-        self.generation = GenerationSettings(max_new_tokens=512, stop=() if cot else ("\n\n",))  # type: ignore[misc]
-        self.chat_stop = None  # type: ignore[misc]
 
     def load(self, ctx: TaskContext) -> list[Example]:
         assert ctx.data_dir is not None
@@ -97,7 +100,9 @@ class BBH(Task):
                 prompt = "".join(f.readlines()[2:])  # line 1 is the canary, line 2 a dashed rule
             if not self.cot:
                 prompt = strip_chain_of_thought(prompt, str(ppath))
-            prompt = keep_shots(prompt.strip(), self.n_shot)
+            prompt = prompt.strip()
+            if self.n_shot != type(self).n_shot:  # the preset keeps the whole file, as the reference
+                prompt = keep_shots(prompt, self.n_shot)
             path = data_dir / f"{name}.json"
             try:
                 items = json.loads(path.read_text(encoding="utf-8"))["examples"]
@@ -115,6 +120,20 @@ class BBH(Task):
                     )
                 )
         return examples
+
+    def select(self, examples: list[Example], max_examples: int | None, limit: int | None, seed: int) -> list[Example]:
+        """The reference's draw: one ``random.seed(seed)`` stream, ``sample(examples, max_examples)`` per
+        task in file-name order (the reference used ``glob`` order, which depends on the file system;
+        sorted order makes it reproducible). A task with fewer examples than that is kept whole, in
+        file order, and draws nothing (the reference stops with an error there)."""
+        rng = random.Random(seed)
+
+        def draw(items: list[Example]) -> list[Example]:
+            if max_examples is None or max_examples > len(items):
+                return items
+            return rng.sample(items, max_examples)
+
+        return self.select_in_one_stream(examples, limit, draw)
 
     def build(self, example: Example, ctx: TaskContext) -> Query:
         user = example.data["prefix"] + "\n\nQ: " + example.data["input"]

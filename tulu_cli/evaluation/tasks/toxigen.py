@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -65,20 +66,21 @@ def classify_toxicity(texts: list[str], classifier: str | Path, batch_size: int 
 
 
 def toxicity_metrics(groups: list[str], toxic: list[int]) -> dict[str, Any]:
-    """Percent toxic overall and per target group."""
+    """The reference's metrics.json: the fraction (0-1) of toxic outputs ``overall`` and under each
+    target group's name; plus ``per_group`` counts."""
     per: dict[str, list[int]] = {}
     for g, t in zip(groups, toxic):
         per.setdefault(g, []).append(t)
-    metrics: dict[str, Any] = {"toxic_percent": 100.0 * sum(toxic) / len(toxic) if toxic else 0.0}
+    metrics: dict[str, Any] = {"overall": sum(toxic) / len(toxic) if toxic else 0.0}
     for g in sorted(per):
-        metrics[f"toxic_percent_{g}"] = 100.0 * sum(per[g]) / len(per[g])
-    metrics["per_group"] = {g: {"n": len(v), "toxic": sum(v), "toxic_percent": 100.0 * sum(v) / len(v)} for g, v in sorted(per.items())}
+        metrics[g] = sum(per[g]) / len(per[g])
+    metrics["per_group"] = {g: {"n": len(v), "toxic": sum(v)} for g, v in sorted(per.items())}
     return metrics
 
 
 class ToxiGen(Task):
     name = "toxigen"
-    description = "ToxiGen hateful-statement continuation, 500 prompts per group; % toxic by a classifier (--toxigen-classifier)"
+    description = "ToxiGen hateful-statement continuation, 500 prompts per group; fraction toxic by a classifier (--toxigen-classifier)"
     data_name = "toxigen"
     data_files = tuple(
         DataFile(
@@ -92,7 +94,9 @@ class ToxiGen(Task):
     chat_stop = ()  # chat models are trusted to stop on their own, as in Tulu 2
     max_examples = 500
     sample_by = "group"
-    metrics = ("toxic_percent",)
+    metrics = ("overall", "per_group")
+    source = "open-instruct f3424591 eval/toxigen/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format)"
+    options = {"classifier_batch_size": "batch size of the toxicity classifier (default 32, the reference's)"}
 
     def _prompt_files(self, ctx: TaskContext) -> dict[str, Path]:
         if ctx.data_dir is None:
@@ -120,14 +124,27 @@ class ToxiGen(Task):
         examples = []
         for group, path in self._prompt_files(ctx).items():
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                # Every line, blank ones too, in file order: the reference shuffles exactly this list.
+                with path.open(encoding="utf-8") as f:
+                    lines = list(f)
             except UnicodeDecodeError:
                 raise TuluError(f"{path}: not UTF-8 text") from None
             for i, line in enumerate(lines):
-                text = clean_prompt(line)
-                if text:
-                    examples.append(Example(id=f"{group}-{i}", reference="hate", meta={"group": group, "line": i + 1}, data={"text": text}))
+                examples.append(Example(id=f"{group}-{i}", reference="hate", meta={"group": group, "line": i + 1}, data={"text": clean_prompt(line)}))
         return examples
+
+    def select(self, examples: list[Example], max_examples: int | None, limit: int | None, seed: int) -> list[Example]:
+        """The reference's draw: one ``random.seed(seed)`` stream; per group, in file-name order (the
+        reference used ``glob`` order, which depends on the file system), ``shuffle`` the group's lines
+        and keep the first ``max_examples``."""
+        rng = random.Random(seed)
+
+        def draw(items: list[Example]) -> list[Example]:
+            items = list(items)
+            rng.shuffle(items)
+            return items[:max_examples]
+
+        return self.select_in_one_stream(examples, limit, draw)
 
     def build(self, example: Example, ctx: TaskContext) -> Query:
         text = example.data["text"]

@@ -76,7 +76,7 @@ def read_goldp(path: Path) -> list[dict[str, Any]]:
 
 
 def truncate_to_tokens(text: str, max_tokens: int, ctx: TaskContext) -> str:
-    """The longest prefix of ``text`` within ``max_tokens`` of the model's tokenizer (Tulu 2 cut passages so)."""
+    """The longest prefix of ``text`` within ``max_tokens`` by ``ctx.count_tokens`` (no special tokens)."""
     if max_tokens <= 0 or ctx.count_tokens(text) <= max_tokens:
         return text
     lo, hi = 0, len(text)
@@ -89,18 +89,45 @@ def truncate_to_tokens(text: str, max_tokens: int, ctx: TaskContext) -> str:
     return text[:lo]
 
 
+def cut_passage(text: str, max_tokens: int, ctx: TaskContext, rule: str = "reference") -> str:
+    """A passage cut to ``max_tokens`` as the reference did: ``decode(encode(text)[:max_tokens])`` when
+    ``encode(text)`` is longer. ``encode`` adds the tokenizer's BOS and ``decode`` keeps special tokens,
+    so a cut passage starts with the BOS text (``<s>`` on Llama) and keeps ``max_tokens - 1`` tokens of
+    text; a passage of ``max_tokens`` tokens or fewer (BOS included) is left alone. ``rule="prefix"``
+    (or no tokenizer: API models, where the reference used tiktoken) keeps the longest text prefix of at
+    most ``max_tokens`` tokens, with no BOS text."""
+    tokenizer = ctx.tokenizer
+    if max_tokens <= 0:
+        return text
+    if rule == "prefix" or tokenizer is None:
+        return truncate_to_tokens(text, max_tokens, ctx)
+    ids = tokenizer.encode(text)
+    return tokenizer.decode(ids[:max_tokens]) if len(ids) > max_tokens else text
+
+
+def task_args(ctx: TaskContext) -> dict[str, str]:
+    return getattr(ctx.options, "task_args", None) or {}
+
+
 class TyDiQA(Task):
     data_name = "tydiqa"
     data_files = (DataFile(DEV_FILE, f"{_GCS}/tydiqa-goldp-v1.1-dev.json"), DataFile(TRAIN_FILE, f"{_GCS}/tydiqa-goldp-v1.1-train.json"))
     required = (DEV_FILE, TRAIN_FILE)
     kind = "generate"
-    # Plain prompts stop at the end of the answer line; chat models were left to stop at EOS.
+    # Plain prompts stop at the end of the answer line; with chat format the reference set no stop.
     generation = GenerationSettings(max_new_tokens=50, temperature=0.0, stop=("\n",))
     chat_stop = ()
     n_shot = 1
     max_examples = 100  # per language, as Tulu 2 ran it
     sample_by = "lang"
-    metrics = ("f1", "exact_match", "per_language")
+    metrics = ("f1", "exact_match", "recall", "per_language")
+    source = "open-instruct f3424591 eval/tydiqa/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format)"
+    options = {
+        "languages": "comma-separated languages to evaluate (default: every language in the dev file)",
+        "max_context_tokens": f"passage length limit in tokens (default {MAX_CONTEXT_TOKENS}, the reference's --max_context_length)",
+        "truncation": "reference (default: decode(encode(passage)[:N]), which leaves the BOS text in) or "
+        "prefix (the longest text prefix of at most N tokens, no BOS text)",
+    }
 
     def __init__(self, name: str, with_context: bool, description: str):
         self.name = name  # type: ignore[misc]
@@ -108,47 +135,79 @@ class TyDiQA(Task):
         self.description = description  # type: ignore[misc]
 
     def _max_tokens(self, ctx: TaskContext) -> int:
-        args = getattr(ctx.options, "task_args", None) or {}
-        raw = args.get("max_context_tokens", str(MAX_CONTEXT_TOKENS))
+        raw = task_args(ctx).get("max_context_tokens", str(MAX_CONTEXT_TOKENS))
         try:
             return int(raw)
         except ValueError:
             raise TuluError(f"--task-arg max_context_tokens: not an integer: {raw!r}") from None
 
+    def _truncation(self, ctx: TaskContext) -> str:
+        rule = task_args(ctx).get("truncation", "reference")
+        if rule not in ("reference", "prefix"):
+            raise TuluError(f"--task-arg truncation: {rule!r} is not one of reference, prefix")
+        return rule
+
+    def _languages(self, ctx: TaskContext) -> list[str]:
+        only = [x.strip() for x in str(task_args(ctx).get("languages", "")).split(",") if x.strip()]
+        unknown = sorted(set(only) - set(LANGUAGES))
+        if unknown:
+            raise TuluError(f"--task-arg languages: unknown language(s) {', '.join(unknown)}; TyDiQA GoldP has {', '.join(LANGUAGES)}")
+        return only
+
+    def check(self, ctx: TaskContext) -> None:
+        self._max_tokens(ctx)
+        self._truncation(ctx)
+        self._languages(ctx)
+        super().check(ctx)
+
     def load(self, ctx: TaskContext) -> list[Example]:
         assert ctx.data_dir is not None
         dev = read_goldp(ctx.data_dir / DEV_FILE)
-        args = getattr(ctx.options, "task_args", None) or {}
-        only = [x.strip() for x in str(args.get("languages", "")).split(",") if x.strip()]
+        only = self._languages(ctx)
         if only:
-            unknown = sorted(set(only) - set(LANGUAGES))
-            if unknown:
-                raise TuluError(f"--task-arg languages: unknown language(s) {', '.join(unknown)}; TyDiQA GoldP has {', '.join(LANGUAGES)}")
             dev = [d for d in dev if d["lang"] in only]
         langs = sorted({d["lang"] for d in dev})
-        train_by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        pools: dict[str, list[dict[str, Any]]] = {lang: [] for lang in langs}
         if self.n_shot:
             for t in read_goldp(ctx.data_dir / TRAIN_FILE):
-                if t["lang"] in langs:
-                    train_by_lang[t["lang"]].append(t)
-        limit = self._max_tokens(ctx)
-        shots: dict[str, list[dict[str, Any]]] = {}
-        for lang in langs:
-            pool = train_by_lang[lang]
-            if len(pool) < self.n_shot:
-                raise TuluError(f"{ctx.data_dir / TRAIN_FILE}: {len(pool)} {lang} example(s), need {self.n_shot} for the exemplar")
-            # One seeded draw per language, independent of which other languages are present.
-            chosen = random.Random(f"{ctx.seed}-{lang}").sample(pool, self.n_shot)
-            shots[lang] = [{**s, "context": truncate_to_tokens(s["context"], limit, ctx)} for s in chosen]
+                if t["lang"] in pools:
+                    pools[t["lang"]].append(t)
+            for lang in langs:
+                if len(pools[lang]) < self.n_shot:
+                    raise TuluError(f"{ctx.data_dir / TRAIN_FILE}: {len(pools[lang])} {lang} example(s), need {self.n_shot} for the exemplar")
+        settings = {"max_tokens": self._max_tokens(ctx), "truncation": self._truncation(ctx)}
+        # The reference's OpenAI path kept the first line of the answer; its model path the whole output.
+        api = getattr(ctx.options, "backend", None) == "openai" and getattr(ctx.options, "openai_api", None) == "chat"
+        extra = {"first_line": True} if api else {}
         return [
             Example(
                 id=d["id"],
                 reference=d["answers"],
-                meta={"lang": d["lang"], "question": d["question"]},
-                data={"context": d["context"], "question": d["question"], "shots": shots[d["lang"]], "max_tokens": limit},
+                meta={"lang": d["lang"], "question": d["question"], **extra},
+                data={"context": d["context"], "question": d["question"], "pool": pools[d["lang"]], **settings},
             )
             for d in dev
         ]
+
+    def select(self, examples: list[Example], max_examples: int | None, limit: int | None, seed: int) -> list[Example]:
+        """The reference's draws from ONE ``random.seed(seed)`` stream: per language in sorted order,
+        ``sample(questions, max_examples)`` when the language has more (dev-file order otherwise); then,
+        again per language in sorted order, ``sample(training examples, n_shot)`` for the exemplars.
+        ``limit`` keeps the first N sampled questions per language and does not change the exemplars."""
+        rng = random.Random(seed)
+
+        def draw(items: list[Example]) -> list[Example]:
+            if max_examples is not None and len(items) > max_examples:
+                return rng.sample(items, max_examples)
+            return items
+
+        chosen = self.select_in_one_stream(sorted(examples, key=lambda e: e.meta["lang"]), limit, draw)
+        if self.n_shot:
+            pools = {e.meta["lang"]: e.data["pool"] for e in examples}
+            shots = {lang: rng.sample(pools[lang], self.n_shot) for lang in sorted(pools)}
+            for e in chosen:
+                e.data["shots"] = shots[e.meta["lang"]]
+        return chosen
 
     def prompt_text(self, example: Example, ctx: TaskContext) -> tuple[str, str]:
         """The user text and the answer label it ends with."""
@@ -158,16 +217,21 @@ class TyDiQA(Task):
         else:
             instruction, q_label, a_label = WITHOUT_CONTEXT[lang]
             p_label = ""
+        data = example.data
+        if self.n_shot and "shots" not in data:
+            raise RuntimeError("TyDiQA draws its exemplars in select(); call it before build()")
         text = instruction + "\n\n"
         demos = []
-        for s in example.data["shots"]:
+        for s in data.get("shots", ()):
             demo = q_label + " " + s["question"] + "\n" + a_label + " " + s["answers"][0]
-            demos.append(p_label + " " + s["context"] + "\n" + demo if self.with_context else demo)
+            if self.with_context:
+                demo = p_label + " " + cut_passage(s["context"], data["max_tokens"], ctx, data["truncation"]) + "\n" + demo
+            demos.append(demo)
         if demos:
             text += "\n\n".join(demos) + "\n\n"
-        question = q_label + " " + example.data["question"] + "\n"
+        question = q_label + " " + data["question"] + "\n"
         if self.with_context:
-            context = truncate_to_tokens(example.data["context"], example.data["max_tokens"], ctx)
+            context = cut_passage(data["context"], data["max_tokens"], ctx, data["truncation"])
             text += p_label + " " + context + "\n" + question
         else:
             text += question
@@ -178,26 +242,34 @@ class TyDiQA(Task):
         return ctx.query(text, chat_suffix=a_label, plain_suffix=a_label)
 
     def extract(self, output: Any, row: dict[str, Any]) -> Any:
-        # The answer is the first line: plain prompts stop there, and chat APIs' extra lines are dropped.
         text = output.strip() if isinstance(output, str) else ""
-        return text.split("\n")[0].strip()
+        if (row.get("meta") or {}).get("first_line"):
+            return text.split("\n")[0].strip()
+        return text
 
     def score(self, row: dict[str, Any]) -> dict[str, float]:
         golds = row["reference"] if isinstance(row["reference"], list) else [str(row["reference"])]
         answer = str(row.get("answer") or "")
-        return {"f1": best_over_golds(f1_score, answer, golds), "exact_match": best_over_golds(exact_match_score, answer, golds)}
+        # recall: a gold answer occurs in the prediction (case-insensitive), the reference's third number
+        recall = float(any(g.strip().lower() in answer.strip().lower() for g in golds))
+        return {
+            "f1": best_over_golds(f1_score, answer, golds),
+            "exact_match": best_over_golds(exact_match_score, answer, golds),
+            "recall": recall,
+        }
 
     def aggregate(self, rows: list[dict[str, Any]], ctx: TaskContext) -> dict[str, Any]:
         by_lang: dict[str, list[dict[str, float]]] = defaultdict(list)
         for r in rows:
             by_lang[str((r.get("meta") or {}).get("lang") or r["id"].split("-")[0])].append(r["metrics"])
+        keys = ("f1", "exact_match", "recall")
         # SQuAD scale (0-100) per language, then the plain mean over languages, as Tulu 2 reported.
         per = {
-            lang: {"f1": 100 * mean(m["f1"] for m in ms), "exact_match": 100 * mean(m["exact_match"] for m in ms), "n": len(ms)}
+            lang: {**{k: 100 * mean(m[k] for m in ms) for k in keys}, "n": len(ms)}
             for lang, ms in sorted(by_lang.items())
         }
-        avg = {k: mean(p[k] for p in per.values()) for k in ("f1", "exact_match")}
-        return {"f1": avg["f1"], "exact_match": avg["exact_match"], "average": avg, "per_language": per}
+        avg = {k: mean(p[k] for p in per.values()) for k in keys}
+        return {**avg, "average": avg, "per_language": per}
 
     def read_predictions(self, path: Path, ctx: TaskContext) -> list[dict[str, Any]]:
         """Our predictions.jsonl, or open-instruct's ``tydiaqa_predictions.jsonl`` (``prediction_text`` + ``answers``)."""
