@@ -63,13 +63,37 @@ def test_flexible_extraction_falls_back_to_the_last_box():
 
 
 def test_boxes_in_reference_solutions():
+    """open-instruct f7f3d3f1 eval/MATH/utilities.py (last_boxed_only_string, remove_boxed), then Minerva's normalizer."""
     assert last_boxed("a $\\boxed{\\frac{\\sqrt{3}}{2}}$ b") == "\\boxed{\\frac{\\sqrt{3}}{2}}"
     assert reference_answer("first $\\boxed{1}$, finally $\\boxed{\\{1,2\\}}$") == "\\{1,2\\}"
-    assert reference_answer("thus $\\fbox{9}$") == "9"
-    assert reference_answer("so it is $\\boxed 5$.") == "5"
     assert reference_answer("$\\boxed{\\text{(C)}}$") == "(C)"
-    with pytest.raises(ValueError):
-        reference_answer("no box at all")
+    # the reference's remove_boxed only unboxes "\\boxed{...}": anything else is ""
+    assert reference_answer("thus $\\fbox{9}$") == ""
+    assert reference_answer("so it is $\\boxed 5$.") == ""
+    assert reference_answer("$\\boxed{2}$, or rather \\boxed 3") == ""  # the last box is the unbraced one
+    assert reference_answer("$\\boxed 5$ and then $\\boxed{6}$") == "6"  # lm-eval's minerva reading would say 5
+    assert reference_answer("$\\boxed{\\frac{1}{2}$") == ""  # never closed
+    assert reference_answer("no box at all") == ""
+    # the flexible reading of model outputs keeps lm-evaluation-harness's boxes
+    assert extract_flexible("so $\\boxed 5$.") == ("5", "boxed") and extract_flexible("$\\fbox{4}$") == ("4", "boxed")
+
+
+def test_unboxed_reference_solutions_stay_in_the_set(tmp_path):
+    """A solution without a readable box gives the reference "" (not an error): the problem keeps its place
+    in the seeded draw, and an answer that normalizes to "" scores 1 on it, as in open-instruct."""
+    rows = [
+        {"problem": "p0", "solution": "So $\\boxed{7}$.", "type": "Algebra", "level": "Level 1"},
+        {"problem": "p1", "solution": "The answer is $\\fbox{4}$.", "type": "Algebra", "level": "Level 2"},
+        {"problem": "p2", "solution": "It is \\boxed 5.", "type": "Geometry", "level": "Level 3"},
+        {"problem": "p3", "solution": "No box here.", "type": "Geometry", "level": "Level 4"},
+    ]
+    (tmp_path / "MATH").mkdir()
+    (tmp_path / "MATH" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = get_task("math").load(TaskContext(data_dir=tmp_path))
+    assert [(e.id, e.reference) for e in examples] == [("0", "7"), ("1", ""), ("2", ""), ("3", "")]
+    assert _row(answer_line("4"), "")["metrics"]["accuracy"] == 0.0
+    assert _row("Final Answer: The final answer is $$. I hope it is correct.", "")["metrics"]["accuracy"] == 1.0
+    assert _row("no answer line", "")["metrics"]["accuracy"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -89,6 +113,8 @@ def test_boxes_in_reference_solutions():
         ("\\frac{2}{4}", "\\frac{1}{2}", False),  # no arithmetic
         ("x/2", "x/2", True),  # malformed for the canonicaliser: plain equality
         ("x/2", "\\frac{x}{2}", False),
+        ("1 \\frac", "1\\frac", False),  # a trailing \\frac makes the canonicaliser fail: plain equality
+        ("\\frac1", "\\frac 1", True),  # \\frac + one character is left as it is
     ],
 )
 def test_equivalence(a, b, same):
@@ -160,7 +186,6 @@ def test_prompts_match_open_instruct():
     [
         ("{not json", "test.jsonl:2: invalid JSON"),
         ('{"problem": "p", "type": "Algebra"}', "test.jsonl:2: field 'solution' is missing"),
-        ('{"problem": "p", "type": "Algebra", "solution": "no box"}', "test.jsonl:2: field 'solution': the solution has no \\boxed"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, line, message):

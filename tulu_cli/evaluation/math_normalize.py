@@ -2,8 +2,11 @@
 
 Three published pieces, reimplemented with their exact behaviour because scores depend on every rule:
 
-* ``last_boxed`` / ``unbox``: the reference answer is the last ``\\boxed{...}`` (or ``\\fbox{...}``,
-  or ``\\boxed x``) of a solution, braces balanced.
+* ``reference_answer``: open-instruct's reference answer (``eval/MATH/utilities.py``): the contents
+  of a solution's last ``\\boxed{...}``, braces balanced; ``""`` when the last box is written
+  ``\\boxed 5`` or ``\\fbox{4}``, never closes, or there is none (the problem stays in the set).
+* ``last_boxed`` / ``unbox``: the lm-evaluation-harness reading (``minerva_utils.py``), which also
+  unboxes ``\\boxed x`` and ``\\fbox{x}``; used only for the flexible reading of model outputs.
 * ``normalize_final_answer``: the normalizer of Lewkowycz et al. 2022 (Minerva), appendix D, as
   open-instruct and lm-evaluation-harness's ``minerva_math`` apply it to both sides.
 * ``is_equiv``: the string canonicalisation shipped with the MATH benchmark (Hendrycks et al.
@@ -34,10 +37,8 @@ _FINAL_ANSWER = re.compile(r"Final Answer: The final answer is(.*?). I hope it i
 _HOPE = "I hope it is correct."
 
 
-def last_boxed(text: str) -> str | None:
-    """The last ``\\boxed{...}``/``\\fbox{...}`` with balanced braces (``\\boxed x`` up to ``$``); None if absent."""
-    if "\\boxed " in text:
-        return "\\boxed " + text.split("\\boxed ")[-1].split("$")[0]
+def _last_box(text: str) -> str | None:
+    """From the last ``\\boxed`` (else ``\\fbox``) to the brace that brings the count back to zero; None if absent or unclosed."""
     start = text.rfind("\\boxed")
     if start < 0:
         start = text.rfind("\\fbox")
@@ -52,6 +53,13 @@ def last_boxed(text: str) -> str | None:
             if depth == 0:
                 return text[start : i + 1]
     return None  # an opened box that never closes
+
+
+def last_boxed(text: str) -> str | None:
+    """The last ``\\boxed{...}``/``\\fbox{...}`` with balanced braces (``\\boxed x`` up to ``$``); None if absent."""
+    if "\\boxed " in text:
+        return "\\boxed " + text.split("\\boxed ")[-1].split("$")[0]
+    return _last_box(text)
 
 
 def unbox(boxed: str) -> str:
@@ -113,22 +121,24 @@ def extract_flexible(output: str) -> tuple[str, str]:
 
 
 def reference_answer(solution: str) -> str:
-    """The normalized last boxed answer of a reference solution; ValueError when it has none."""
-    boxed = last_boxed(solution)
-    if boxed is None:
-        raise ValueError("the solution has no \\boxed{...} answer")
-    return normalize_final_answer(unbox(boxed))
+    """open-instruct's normalized reference answer: the last box's contents if it is ``\\boxed{...}``, else ``""``."""
+    boxed = _last_box(solution) or ""
+    inner = boxed[len("\\boxed{") : -1] if boxed.startswith("\\boxed{") and boxed.endswith("}") else ""
+    return normalize_final_answer(inner)
 
 
 # ---------------------------------------------------------------- MATH benchmark equivalence
 
 
 def _fix_fracs(s: str) -> str:
-    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\frac1{72}`` -> ``\\frac{1}{72}``; a dangling ``\\frac`` leaves s unchanged."""
+    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\frac1{72}`` -> ``\\frac{1}{72}``; ``\\frac`` + one character leaves s
+    unchanged, ``\\frac`` + nothing raises (both as the benchmark's code)."""
     parts = s.split("\\frac")
     out = parts[0]
     for part in parts[1:]:
         out += "\\frac"
+        if not part:
+            raise IndexError("\\frac with nothing after it")  # the benchmark's part[0]: plain equality
         if part[:1] == "{":
             out += part
             continue
