@@ -135,6 +135,10 @@ def test_errors(tiny_model, tmp_path):
     # the missing classifier is reported before any text is generated
     assert res.exit_code == 2 and "--toxigen-classifier" in res.output
     assert not (tmp_path / "o" / "toxigen" / "predictions.jsonl").exists() or not (tmp_path / "o" / "toxigen" / "predictions.jsonl").read_text()
+    # a bad classifier batch size is refused before the model loads (the model path does not even exist)
+    res = runner.invoke(app, ["eval", "run", "--model", str(tmp_path / "no-model"), "--tasks", "toxigen", "--data-dir", str(FIXTURES),
+                              "--output-dir", str(tmp_path / "o"), "--toxigen-classifier", str(tiny_model), "--task-arg", "classifier_batch_size=0"])  # fmt: skip
+    assert res.exit_code == 2 and "--task-arg classifier_batch_size: not a positive integer: '0'" in res.output
     empty = tmp_path / "data"
     (empty / "toxigen").mkdir(parents=True)
     ctx = TaskContext(data_dir=empty)

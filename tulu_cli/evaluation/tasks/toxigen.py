@@ -110,7 +110,18 @@ class ToxiGen(Task):
             )
         return files
 
+    def _batch_size(self, ctx: TaskContext) -> int:
+        raw = (getattr(ctx.options, "task_args", None) or {}).get("classifier_batch_size", "32")
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise TuluError(f"--task-arg classifier_batch_size: not a positive integer: {raw!r}")
+        return size
+
     def check(self, ctx: TaskContext) -> None:
+        self._batch_size(ctx)  # a bad value must not cost a whole generation run
         classifier = getattr(ctx.options, "toxigen_classifier", None)
         if not classifier:
             raise TuluError("task toxigen needs --toxigen-classifier PATH (a folder with a RoBERTa toxicity classifier such as tomh/toxigen_roberta)")
@@ -163,13 +174,8 @@ class ToxiGen(Task):
         classifier = getattr(opts, "toxigen_classifier", None) if opts is not None else None
         if not classifier:
             raise TuluError("task toxigen needs --toxigen-classifier PATH to score the generations")
-        task_args = getattr(opts, "task_args", None) or {}
-        try:
-            batch_size = int(task_args.get("classifier_batch_size", 32))
-        except ValueError:
-            raise TuluError(f"--task-args classifier_batch_size: not an integer: {task_args['classifier_batch_size']!r}") from None
         outputs = [r["output"] if isinstance(r.get("output"), str) else "" for r in rows]
-        toxic = classify_toxicity(outputs, classifier, batch_size=batch_size, device=getattr(opts, "device", None))
+        toxic = classify_toxicity(outputs, classifier, batch_size=self._batch_size(ctx), device=getattr(opts, "device", None))
         groups = [str((r.get("meta") or {}).get("group", "unknown")) for r in rows]
         folder = side_dir(opts, self.name)
         if folder is not None:
