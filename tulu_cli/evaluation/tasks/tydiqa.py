@@ -91,9 +91,9 @@ def truncate_to_tokens(text: str, max_tokens: int, ctx: TaskContext) -> str:
 
 def cut_passage(text: str, max_tokens: int, ctx: TaskContext, rule: str = "reference") -> str:
     """A passage cut to ``max_tokens`` as the reference did: ``decode(encode(text)[:max_tokens])`` when
-    ``encode(text)`` is longer. ``encode`` adds the tokenizer's BOS and ``decode`` keeps special tokens,
-    so a cut passage starts with the BOS text (``<s>`` on Llama) and keeps ``max_tokens - 1`` tokens of
-    text; a passage of ``max_tokens`` tokens or fewer (BOS included) is left alone. ``rule="prefix"``
+    ``encode(text)`` is longer. ``encode`` adds the tokenizer's BOS (if it adds one) and ``decode`` keeps
+    special tokens, so on Llama a cut passage starts with the text ``<s>`` and keeps ``max_tokens - 1``
+    tokens of text; a passage of ``max_tokens`` tokens or fewer (BOS included) is left alone. ``rule="prefix"``
     (or no tokenizer: API models, where the reference used tiktoken) keeps the longest text prefix of at
     most ``max_tokens`` tokens, with no BOS text."""
     tokenizer = ctx.tokenizer
