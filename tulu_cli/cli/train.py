@@ -55,6 +55,9 @@ SchedOpt = Annotated[Optional[str], _opt("--lr-scheduler", help="linear, cosine,
 WarmupRatioOpt = Annotated[Optional[float], _opt("--warmup-ratio", help="Fraction of steps spent warming up. Default: 0.03.", panel=O)]
 WarmupStepsOpt = Annotated[Optional[int], _opt("--warmup-steps", help="Warm-up steps (overrides --warmup-ratio). Default: none.", panel=O)]
 WdOpt = Annotated[Optional[float], _opt("--weight-decay", help="AdamW weight decay (not on biases and norms). Default: 0.", panel=O)]
+Beta1Opt = Annotated[Optional[float], _opt("--adam-beta1", help="AdamW beta1 (first-moment decay). Default: 0.9.", panel=O)]
+Beta2Opt = Annotated[Optional[float], _opt("--adam-beta2", help="AdamW beta2 (second-moment decay). Default: 0.999.", panel=O)]
+EpsOpt = Annotated[Optional[float], _opt("--adam-epsilon", help="AdamW epsilon (added to the root of the second moment). Default: 1e-8.", panel=O)]
 EpochsOpt = Annotated[Optional[int], _opt("--num-epochs", help="Passes over the data. Default: 2.", panel=O)]
 MaxStepsOpt = Annotated[Optional[int], _opt("--max-steps", help="Stop after this many optimizer steps (overrides epochs). Default: none.", panel=O)]
 ClipOpt = Annotated[Optional[float], _opt("--max-grad-norm", help="Clip the gradient norm to this. Default: no clipping.", panel=O)]
@@ -95,7 +98,7 @@ COMMON_FLAGS: dict[str, object] = {
     "packing": PackingOpt, "preprocessing_num_workers": WorkersOpt, "cache_dir": CacheDirOpt, "overwrite_cache": OverwriteCacheOpt,
     "per_device_batch_size": BatchOpt, "gradient_accumulation_steps": AccumOpt, "total_batch_size": TotalBatchOpt,
     "learning_rate": LrOpt, "lr_scheduler": SchedOpt, "warmup_ratio": WarmupRatioOpt, "warmup_steps": WarmupStepsOpt,
-    "weight_decay": WdOpt, "num_epochs": EpochsOpt, "max_steps": MaxStepsOpt, "max_grad_norm": ClipOpt,
+    "weight_decay": WdOpt, "adam_beta1": Beta1Opt, "adam_beta2": Beta2Opt, "adam_epsilon": EpsOpt, "num_epochs": EpochsOpt, "max_steps": MaxStepsOpt, "max_grad_norm": ClipOpt,
     "reduce_loss": ReduceOpt, "seed": SeedOpt,
     "output_dir": OutputOpt, "overwrite_output_dir": OverwriteOpt, "logging_steps": LogStepsOpt,
     "checkpointing_steps": CkptOpt, "keep_last_checkpoints": KeepOpt, "resume": ResumeOpt, "report_to": ReportOpt,

@@ -56,9 +56,9 @@ class TrainOptions(Options):
     warmup_ratio: float = Field(0.03, ge=0, le=1)
     warmup_steps: Optional[int] = Field(None, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-8, gt=0)
     num_epochs: int = Field(2, gt=0)
     max_steps: Optional[int] = Field(None, gt=0)
     max_grad_norm: Optional[float] = Field(None, gt=0)
