@@ -41,7 +41,7 @@ def test_tulu_v2_mixture_with_keyword_filter(tmp_path):
     assert sum(r["dataset"] == "hard_coded" for r in kept) == 30
     # Hard-coded rows are exempt even though one says "ChatGPT"; the ShareGPT one is removed.
     assert any("ChatGPT" in r["messages"][0]["content"] for r in kept if r["dataset"] == "hard_coded")
-    assert [r["id"] for r in removed] == ["sharegpt_3"]
+    assert [r["id"] for r in removed] == ["sharegpt_2"]  # user/chatgpt speakers are dropped (open-instruct's split)
     assert all(filter_hit(r) is None for r in kept if r["dataset"] != "hard_coded")
     stats = json.loads((out_dir / "tulu_v2_data.stats.json").read_text())
     assert stats["filtered"] == 1 and stats["written"] == len(kept)
@@ -60,7 +60,7 @@ def test_tulu_v1_mixture(tmp_path):
     counts = {}
     for row in got:
         counts[row["dataset"]] = counts.get(row["dataset"], 0) + 1
-    assert counts == {"flan_v2": 4, "cot": 6, "oasst1": 3, "dolly": 3, "gpt4_alpaca": 2, "code_alpaca": 2, "sharegpt": 4}
+    assert counts == {"flan_v2": 4, "cot": 6, "oasst1": 3, "dolly": 3, "gpt4_alpaca": 2, "code_alpaca": 2, "sharegpt": 3}
     assert not (tmp_path / "v1.filtered_out.jsonl").exists()  # Tulu 1 had no keyword filter
 
 

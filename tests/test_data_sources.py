@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
 import zipfile
 
@@ -186,26 +187,46 @@ def test_baize_transcripts(tmp_path):
 
 
 def test_sharegpt_rules_without_splitting(tmp_path):
+    """max_tokens=0: each conversation's even-length prefix is one chunk, kept only if its turns are human, gpt, human..."""
     r = prepare("sharegpt", "--raw-dir", FIXTURES, "-o", tmp_path / "s.jsonl", "-s", "max_tokens=0")
     assert r.exit_code == 0, r.output
     out = rows(tmp_path / "s.jsonl")
-    firsts = [r["messages"][0]["content"] for r in out]
-    assert "Hi" not in firsts  # system-turn conversation dropped
-    assert not any("Search the web" in f for f in firsts)  # bing conversation dropped
-    assert not any("2+2" in f for f in firsts)  # two human turns in a row: dropped
-    assert "Name a prime number." in firsts  # user/chatgpt speakers are accepted
-    long = next(r for r in out if r["messages"][0]["content"] == "Explain tokenization.")
+    # dropped: the system-turn, Bing, human-human and user/chatgpt conversations (open-instruct kept only human/gpt)
+    assert [r["messages"][0]["content"] for r in out] == ["Summarize the plot of Hamlet in two sentences.", "Explain tokenization.", "Are you ChatGPT?"]
+    long = out[1]
     assert len(long["messages"]) == 6  # trailing unanswered "Thanks" removed
     stats = json.loads((tmp_path / "s.stats.json").read_text())
-    assert stats["components"][0]["notes"]["conversations with a system or Bing turn dropped"] == 2
+    assert stats["components"][0]["notes"]["chunks with a turn other than human/gpt in alternation dropped"] == 4
 
 
 def test_sharegpt_splits_under_the_token_limit(tmp_path, tiny_model):
     out = convert("sharegpt", tmp_path, "--tokenizer", tiny_model, "-s", "max_tokens=200")
     long = [r for r in out if any("detokenization" in m["content"] for m in r["messages"])]
     assert len(long) == 1
-    # The first pair (a ~450-token answer) exceeds 200 tokens alone and is left out.
-    assert long[0]["messages"][0]["content"] == "Shorter please."
+    # The first pair (a ~450-token answer) exceeds 200 tokens alone and is left out; the last two pairs fit together.
+    assert [m["content"][:16] for m in long[0]["messages"]] == ["Shorter please.", "Tokenization spl", "And detokenizati", "It joins the pie"]
+
+
+def _chunks(turns, max_tokens, cost=10):
+    from tulu_cli.data.sources.base import Context
+    from tulu_cli.data.sources.sharegpt import conversation_chunks
+
+    ctx = Context(source="sharegpt", options={"max_tokens": max_tokens}, rng=random.Random(0))
+    count = None if max_tokens == 0 else (lambda texts: [cost] * len(texts))
+    record = {"id": "x", "conversations": [{"from": who, "value": text} for who, text in turns]}
+    return [[(m["role"], m["content"]) for m in chunk] for chunk in conversation_chunks(record, "w", ctx, count, max_tokens)]
+
+
+def test_sharegpt_splits_first_then_drops_chunks_by_speaker():
+    """open-instruct split the raw conversations first, then kept the chunks whose turns are human, gpt, human, gpt..."""
+    bing = [("human", "h1"), ("gpt", "g1"), ("human", "h2"), ("bing", "b2"), ("human", "h3"), ("gpt", "g3"), ("human", "h4"), ("gpt", "g4")]
+    # pairs of 20 tokens, limit 40: chunks [0, 4) and [4, 8); the Bing turn drops the first one only
+    assert _chunks(bing, 40) == [[("user", "h3"), ("assistant", "g3"), ("user", "h4"), ("assistant", "g4")]]
+    assert _chunks(bing, 0) == []  # unsplit: the whole conversation has the Bing turn
+    system_first = [("system", "s"), ("human", "h1"), ("gpt", "g1"), ("human", "h2"), ("gpt", "g2"), ("human", "h3")]
+    assert _chunks(system_first, 40) == []  # pairs are positional: (system, human), (gpt, human)... all dropped
+    assert _chunks([("user", "u"), ("chatgpt", "c")], 40) == []  # only the speakers human and gpt
+    assert _chunks([("Human", "u"), ("gpt", "c")], 40) == []  # compared as written
 
 
 def test_sharegpt_without_tokenizer_says_what_to_do(tmp_path):
@@ -223,9 +244,15 @@ def test_sharegpt_uses_presplit_file(tmp_path):
 
 
 def test_split_pairs_unit():
-    assert split_pairs([10, 10, 10, 10, 10, 10], 40) == [(0, 4), (4, 6)]
-    assert split_pairs([10, 100, 5, 5], 50) == [(2, 4)]  # first pair too long alone
-    assert split_pairs([5, 5, 100, 1, 5, 5], 50) == [(0, 2), (4, 6)]
+    """scripts/split_sharegpt_conversations.py's chunks, worked by hand (costs per turn, pairs summed)."""
+    assert split_pairs([10, 10, 10, 10, 10, 10], 60) == [(0, 6)]
+    assert split_pairs([10, 10, 10, 10, 10, 10, 10, 10], 40) == [(0, 4), (4, 8)]  # the last pair joins a chunk
+    # the last pair does not fit: it opens a chunk that is never written
+    assert split_pairs([10, 10, 10, 10, 10, 10], 40) == [(0, 4)]
+    assert split_pairs([10, 100, 5, 5], 50) == []  # first pair too long alone; the last pair opens a chunk: lost
+    assert split_pairs([5, 5, 100, 1, 5, 5, 5, 5], 50) == [(0, 2), (4, 8)]  # a pair too long alone is left out
+    assert split_pairs([5, 5, 100, 1, 5, 5], 50) == [(0, 2)]
+    assert split_pairs([30, 30], 50) == []  # one pair, too long
     assert split_pairs([], 10) == []
 
 
@@ -249,10 +276,27 @@ def test_wizardlm_json_and_parquet_backup(tmp_path):
     assert convert("wizardlm", tmp_path / "b", raw_dir=tmp_path / "raw") == out
 
 
-def test_open_orca_keeps_non_empty_system_prompt(tmp_path):
+def test_open_orca_keeps_every_system_prompt(tmp_path, tiny_model):
+    """open-instruct's convert_open_orca_data writes the system turn of every row, an empty one too."""
     out = convert("open_orca", tmp_path)
-    assert out[0]["messages"][0]["role"] == "system"
-    assert [m["role"] for m in out[1]["messages"]] == ["user", "assistant"]  # empty system prompt omitted
+    assert out[0]["messages"][0] == {
+        "role": "system",
+        "content": "You are an AI assistant. You will be given a task. You must generate a detailed and long answer.",
+    }
+    assert out[1]["messages"] == [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Given a sentence in Spanish, provide a paraphrase in English: La casa es grande."},
+        {"role": "assistant", "content": "The house is big."},
+    ]
+    assert check_row(out[1]) is None
+    from transformers import AutoTokenizer
+
+    from tulu_cli.chat import encode_messages
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    ids = encode_messages(out[1]["messages"], tok, 512)["input_ids"]
+    text = tok.decode(ids, skip_special_tokens=False)
+    assert "<|system|>\n\n<|user|>\nGiven a sentence in Spanish" in text  # trained as open-instruct did
 
 
 def test_science_dataset_label(tmp_path):

@@ -11,7 +11,7 @@ def check_messages(messages: Any, *, alternate: bool = True, field: str = "messa
     """Return what is wrong with a message list, or None when it is a valid conversation.
 
     Always: a non-empty list of ``{"role", "content"}`` objects, roles among system/user/
-    assistant, string content that is not blank, a system message only first, at least one
+    assistant, string content that is not blank (a system message's may be), a system message only first, at least one
     assistant turn. With ``alternate``: user and assistant alternate, starting with user
     and ending with assistant (what the Tulu chat format trains on).
     """
@@ -25,7 +25,7 @@ def check_messages(messages: Any, *, alternate: bool = True, field: str = "messa
             return f"{field}[{i}]: role {role!r} is not one of system, user, assistant"
         if not isinstance(content, str):
             return f"{field}[{i}]: content must be a string, got {type(content).__name__}"
-        if not content.strip():
+        if not content.strip() and role != "system":  # an empty system prompt is trained as "<|system|>\n\n" (OpenOrca)
             return f"{field}[{i}]: empty {role} content"
         if role == "system" and i != 0:
             return f"{field}[{i}]: a system message may only come first"

@@ -1,4 +1,4 @@
-"""ShareGPT (Vicuna's HTML-cleaned dump): drop system/Bing conversations, split long ones under a token limit."""
+"""ShareGPT (Vicuna's HTML-cleaned dump): split conversations under a token limit as open-instruct did, keep human/gpt chunks."""
 
 from __future__ import annotations
 
@@ -13,33 +13,30 @@ from tulu_cli.errors import TuluError
 
 REPO = "hf://anon8231489123/ShareGPT_Vicuna_unfiltered/HTML_cleaned_raw_dataset"
 TURN_OVERHEAD = 6  # tokens allowed per turn for role markers when measuring a chunk (Vicuna/Tulu value)
+SPEAKERS = ("human", "gpt")  # the only speakers the split script keeps, alternating from "human"
 
 
 def split_pairs(costs: list[int], max_tokens: int) -> list[tuple[int, int]]:
-    """Greedy chunks of consecutive user/assistant pairs whose summed cost stays <= max_tokens.
+    """Turn ranges [start, end) that open-instruct's scripts/split_sharegpt_conversations.py writes.
 
-    ``costs`` has one entry per turn (even length). Returns turn index ranges [start, end).
-    A pair that alone exceeds the limit ends the current chunk and is left out.
+    ``costs`` has one entry per turn (even length). Pairs of turns are added to a chunk while the
+    sum stays <= max_tokens; the pair that would pass it closes the chunk and opens the next one,
+    or, when it passes the limit alone, is left out. As in the script, a chunk is written only when
+    a later pair closes it or when the last pair is added to it: the chunk that the last pair
+    itself opens is never written, so that pair is lost. Empty ranges are not returned.
     """
     chunks: list[tuple[int, int]] = []
-    start: int | None = None
-    used = 0
-    for i in range(0, len(costs), 2):
+    start = used = 0
+    last = len(costs) - 2
+    for i in range(0, len(costs) - 1, 2):
         cost = costs[i] + costs[i + 1]
-        if cost > max_tokens:
-            if start is not None:
-                chunks.append((start, i))
-            start, used = None, 0
-            continue
-        if start is not None and used + cost > max_tokens:
+        if used + cost > max_tokens:
             chunks.append((start, i))
-            start, used = i, 0
-        if start is None:
-            start, used = i, 0
-        used += cost
-    if start is not None:
-        chunks.append((start, len(costs)))
-    return chunks
+            start, used = (i + 2 if cost > max_tokens else i), 0
+        elif i == last:
+            chunks.append((start, i + 2))
+        used += cost  # also after a pair too long alone, so the next pair closes an empty chunk
+    return [(a, b) for a, b in chunks if b > a]
 
 
 def _needs_tokenizer(files: list[Path], options: dict[str, Any], tokenizer: str | None) -> None:
@@ -80,9 +77,50 @@ def _token_counter(name: str | None, max_tokens: int) -> Callable[[list[str]], l
     return lambda texts: [len(ids) + TURN_OVERHEAD for ids in tok(texts)["input_ids"]]
 
 
+def raw_turns(record: dict[str, Any]) -> tuple[list[tuple[str, str]] | None, str | None]:
+    """(speaker, text) of a raw record's ``conversations`` (``{"from", "value"}`` turns), or (None, problem)."""
+    conv = record.get("conversations")
+    if not isinstance(conv, list):
+        return None, "field 'conversations' must be a list of turns"
+    out = []
+    for i, t in enumerate(conv):
+        if not isinstance(t, dict) or not isinstance(t.get("from"), str) or not isinstance(t.get("value"), str):
+            return None, f"field 'conversations': turn {i} needs string 'from' and 'value'"
+        out.append((t["from"], t["value"]))
+    return out, None
+
+
 def conversation_chunks(
     record: dict[str, Any], where: str, ctx: Context, count: Callable[[list[str]], list[int]] | None, max_tokens: int
 ) -> Iterator[list[dict[str, str]]]:
+    """open-instruct's rules on a raw conversation: the even-length prefix is split first (``count`` None:
+    kept whole), then only chunks of alternating human/gpt turns are kept (any other speaker, or two
+    turns of one speaker in a row, drops that chunk alone)."""
+    turns, problem = raw_turns(record)
+    if problem:
+        ctx.bad(where, problem)
+        return
+    turns = turns[: len(turns) // 2 * 2]  # an unanswered last turn cannot be trained on
+    if count is None:
+        ranges = [(0, len(turns))] if turns else []
+    else:
+        ranges = split_pairs(count([text for _, text in turns]), max_tokens) if turns else []
+        if len(ranges) > 1:
+            ctx.note("long conversations split into chunks")
+        left_out = (len(turns) - sum(b - a for a, b in ranges)) // 2
+        if left_out:
+            ctx.note(f"turn pairs left out by the split at {max_tokens} tokens", left_out)
+    for a, b in ranges:
+        chunk = turns[a:b]
+        if any(who != SPEAKERS[j % 2] for j, (who, _) in enumerate(chunk)):
+            ctx.note("chunks with a turn other than human/gpt in alternation dropped")
+            continue
+        yield [turn("user" if who == "human" else "assistant", text) for who, text in chunk]
+
+
+def presplit_messages(record: dict[str, Any], where: str, ctx: Context) -> Iterator[list[dict[str, str]]]:
+    """open-instruct's convert_sharegpt_data on an already split file: human/user and gpt/chatgpt turns,
+    a conversation with a system or Bing turn dropped."""
     messages, problem = read_turns(record.get("conversations"))
     if problem:
         ctx.bad(where, f"field 'conversations': {problem}")
@@ -90,29 +128,21 @@ def conversation_chunks(
     if any(m["role"] in ("system", "bing") for m in messages):
         ctx.note("conversations with a system or Bing turn dropped")
         return
-    messages = messages[: len(messages) // 2 * 2]  # an unanswered last user turn cannot be trained on
+    messages = messages[: len(messages) // 2 * 2]  # the split script wrote whole pairs only
     if not messages or any(m["role"] != ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(messages)):
         ctx.note("conversations not alternating user/assistant dropped")
         return
-    if count is None:
-        yield messages
-        return
-    ranges = split_pairs(count([m["content"] for m in messages]), max_tokens)
-    if len(ranges) > 1:
-        ctx.note("long conversations split into chunks")
-    left_out = (len(messages) - sum(b - a for a, b in ranges)) // 2
-    if left_out:
-        ctx.note(f"turn pairs longer than {max_tokens} tokens left out", left_out)
-    for a, b in ranges:
-        yield [turn(m["role"], m["content"]) for m in messages[a:b]]
+    yield messages
 
 
 def _convert(files: list[Path], ctx: Context) -> Iterator[Example]:
     max_tokens = ctx.options["max_tokens"]
-    count = None if _presplit(files) or max_tokens == 0 else _token_counter(ctx.tokenizer, max_tokens)
+    presplit = _presplit(files)
+    count = None if presplit or max_tokens == 0 else _token_counter(ctx.tokenizer, max_tokens)
     for path in files:
         for where, rec in read_records(path, ctx.bad):
-            for messages in conversation_chunks(rec, where, ctx, count, max_tokens):
+            chunks = presplit_messages(rec, where, ctx) if presplit else conversation_chunks(rec, where, ctx, count, max_tokens)
+            for messages in chunks:
                 yield Example(messages, where)
 
 
@@ -129,9 +159,9 @@ SOURCE = Source(
     name="sharegpt",
     title="ShareGPT",
     description=(
-        "User-shared ChatGPT conversations (HTML-cleaned, ~90K). Conversations with system or Bing turns are "
-        "dropped; long ones are split into chunks of whole user/assistant pairs under max_tokens "
-        "(Tulu 1: 2048, Tulu 2: 4096; needs --tokenizer)."
+        "User-shared ChatGPT conversations (HTML-cleaned, ~90K), split as open-instruct's script did: chunks of "
+        "whole turn pairs under max_tokens (Tulu 1: 2048, Tulu 2: 4096; needs --tokenizer), then only chunks of "
+        "alternating human/gpt turns kept."
     ),
     homepage="https://huggingface.co/datasets/anon8231489123/ShareGPT_Vicuna_unfiltered",
     file_sets=_file_sets,
