@@ -1,5 +1,6 @@
-"""Backends: hf log-likelihood paths against a plain forward pass, auto batch size, stop strings, padding;
-openai against a local server (cache, retries, errors); the vllm extra's error."""
+"""Backends: hf log-likelihood and next-token paths against a plain forward pass, auto batch size, stop
+strings, padding; vllm's scoring on a stand-in vllm module; openai against a local server (cache,
+retries, errors); the vllm extra's error."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from _eval_helpers import OpenAIServer, invoke, last_user_message
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import GenerationRequest, LoglikelihoodRequest
+from tulu_cli.evaluation.backends import GenerationRequest, LoglikelihoodRequest, NextTokenRequest
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,80 @@ def test_loglikelihood_matches_plain_forward(hf):
     for req, values in zip(reqs, got):
         for cont, v in zip(req.continuations, values):
             assert v == pytest.approx(_reference_logprob(hf, req.context, cont), abs=1e-4)
+
+
+def _reference_next_token(backend, context: str, candidate: str) -> float:
+    """Log-prob of the candidate's LAST token (encoded alone) right after the context, unpadded."""
+    import torch
+
+    token = backend.tokenizer(candidate, add_special_tokens=False)["input_ids"][-1]
+    with torch.no_grad():
+        logits = backend.model(torch.tensor([backend.encode(context)])).logits[0, -1].float()
+    return float(logits.log_softmax(-1)[token])
+
+
+def test_next_token_logprobs_match_plain_forward(hf):
+    reqs = [
+        NextTokenRequest("The capital of France is\nAnswer:", [" A", " B", " C", " D"]),
+        NextTokenRequest("Short", [" A", " two words"]),  # a multi-token candidate: its last token is read
+        NextTokenRequest("A much longer context, so that this batch is left-padded for the others:", [" yes", " no"]),
+    ]
+    seen = {}
+    got = hf.next_token_logprobs(reqs, on_result=lambda i, v: seen.__setitem__(i, v))
+    assert seen == dict(enumerate(got))
+    for req, values in zip(reqs, got):
+        assert values == pytest.approx([_reference_next_token(hf, req.context, c) for c in req.candidates], abs=1e-4)
+    two_words = hf.tokenizer(" two words", add_special_tokens=False)["input_ids"]
+    assert len(two_words) > 1 and hf.describe()["next_token_candidates"][" two words"]["id"] == two_words[-1]
+
+
+class _FakeVLLM:
+    """The slice of the vllm package the backend uses, answering prompt log-probs with a transformers model."""
+
+    __version__ = "0.0-test"
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    class LLM:
+        def __init__(self, model, tokenizer, **kwargs):
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.model = AutoModelForCausalLM.from_pretrained(model).eval()
+            self._tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+
+        def get_tokenizer(self):
+            return self._tokenizer
+
+        def generate(self, prompts, params, use_tqdm=False):
+            import torch
+            from types import SimpleNamespace
+
+            assert params.kwargs["prompt_logprobs"] == 0 and params.kwargs["max_tokens"] == 1
+            outs = []
+            for p in prompts:
+                ids = p["prompt_token_ids"]
+                with torch.no_grad():
+                    lp = self.model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+                # vLLM's shape: None for the first token, then {actual token id: Logprob} per position.
+                steps = [None] + [{ids[i]: SimpleNamespace(logprob=float(lp[i - 1, ids[i]]))} for i in range(1, len(ids))]
+                outs.append(SimpleNamespace(prompt_logprobs=steps))
+            return outs
+
+
+def test_vllm_scoring_reads_prompt_logprobs_at_the_right_tokens(hf, tiny_model, monkeypatch):
+    import sys
+
+    from tulu_cli.evaluation.backends.vllm import VLLMBackend
+
+    monkeypatch.setitem(sys.modules, "vllm", _FakeVLLM)
+    vb = VLLMBackend(str(tiny_model))
+    nt = [NextTokenRequest("The capital of France is\nAnswer:", [" A", " B", " C", " D"]), NextTokenRequest("Short", [" two words"])]
+    ll = [LoglikelihoodRequest("Q: is the sky blue?\nA:", [" yes it is blue", " no"])]
+    assert [v for r in vb.next_token_logprobs(nt) for v in r] == pytest.approx([v for r in hf.next_token_logprobs(nt) for v in r], abs=1e-4)
+    assert vb.loglikelihood(ll)[0] == pytest.approx(hf.loglikelihood(ll)[0], abs=1e-4)
+    assert set(vb.describe()["next_token_candidates"]) == {" A", " B", " C", " D", " two words"}
 
 
 def test_auto_batch_size_halves_on_oom(tiny_model, monkeypatch):
@@ -182,9 +257,16 @@ def test_openai_completions_loglikelihood_and_stops(shared_data, tmp_path):
         be.close()
         res = invoke(["eval", "run", "-m", "m", "--backend", "openai", "--openai-api", "completions", "--base-url",
                       srv.base_url, "-t", "mmlu_0shot", "-d", str(shared_data / "eval"), "--limit", "1", "-o",
-                      str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "--chat-template", "none", "--json"])
+                      str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "--chat-template", "none", "--json",
+                      "--task-arg", "scoring=continuation"])
         assert res.exit_code == 0, res.stderr
         assert 0 <= json.loads(res.stdout)["mmlu_0shot"]["average_acc"] <= 1
         res = invoke(["eval", "run", "-m", "m", "--backend", "openai", "--base-url", srv.base_url, "-t", "mmlu_0shot",
-                      "-d", str(shared_data / "eval"), "--limit", "1", "-o", str(tmp_path / "o2"), "--cache-dir", str(tmp_path / "c")])
-        assert res.exit_code == 2 and "--openai-api completions" in res.stderr
+                      "-d", str(shared_data / "eval"), "--limit", "1", "-o", str(tmp_path / "o2"), "--cache-dir", str(tmp_path / "c"),
+                      "--task-arg", "scoring=continuation"])
+        assert res.exit_code == 2 and "log-likelihood tasks need --openai-api completions" in res.stderr
+        # MMLU's default rule reads next-token probabilities by token id: refused before anything is sent.
+        sent = srv.count
+        res = invoke(["eval", "run", "-m", "m", "--backend", "openai", "--openai-api", "completions", "--base-url",
+                      srv.base_url, "-t", "mmlu_0shot", "-d", str(shared_data / "eval"), "-o", str(tmp_path / "o3")])
+        assert res.exit_code == 2 and "add --task-arg scoring=continuation" in res.stderr and srv.count == sent

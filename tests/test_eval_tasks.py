@@ -82,7 +82,8 @@ def test_mmlu_prompt_format(shared_data):
     ctx = TaskContext(data_dir=shared_data / "eval", chat_template="none")
     exs = [e for e in task.load(ctx) if e.meta["subject"] == "abstract_algebra"]
     q = task.build(exs[0], ctx)
-    assert q.prompt.startswith("The following are multiple choice questions (with answers) about abstract algebra.\n\n")
+    # Two spaces: the reference's "about {}." around format_subject's own leading space.
+    assert q.prompt.startswith("The following are multiple choice questions (with answers) about  abstract algebra.\n\n")
     assert q.prompt.count("\nAnswer: ") == 5 and q.prompt.endswith("\nD. 6\nAnswer:")
     assert q.choices == [" A", " B", " C", " D"]
     chat = task.build(exs[0], TaskContext(data_dir=shared_data / "eval", chat_template="tulu"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, load_backend
+from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, load_backend
 from tulu_cli.evaluation.prompting import make_renderer, render_tulu, template_source
 from tulu_cli.evaluation.results import (
     PredictionWriter,
@@ -45,6 +45,8 @@ def request_hash(query: Query, task: Task, settings: GenerationSettings | None, 
     key: dict[str, Any] = {"model": model, "prompt": query.prompt, "messages": query.messages}
     if task.kind == "choices":
         key["choices"] = query.choices
+        if query.next_token:  # the other scoring rule: rows of one must not be resumed as the other's
+            key["next_token"] = True
     elif settings is not None:
         key["settings"] = asdict(settings)
         if settings.temperature > 0:
@@ -193,7 +195,12 @@ def run_task(task: Task, backend: Backend, ctx: TaskContext, opts: Any, out_dir:
             rows[row["id"]] = row
             progress.advance(handle)
 
-        if pending and task.kind == "choices":
+        if pending and task.kind == "choices" and queries[pending[0]].next_token:  # a task scores all its queries one way
+            backend.next_token_logprobs(
+                [NextTokenRequest(context=queries[i].prompt, candidates=list(queries[i].choices or [])) for i in pending],
+                on_result=on_result,
+            )
+        elif pending and task.kind == "choices":
             reqs = [LoglikelihoodRequest(context=queries[i].prompt, continuations=list(queries[i].choices or [])) for i in pending]
             backend.loglikelihood(reqs, on_result=on_result)
         elif pending:

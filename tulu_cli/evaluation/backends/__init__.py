@@ -1,4 +1,4 @@
-"""Model backends behind one interface: generate text, or score continuations by log-likelihood.
+"""Model backends behind one interface: generate text, score continuations, or read next-token log-probs.
 
 A backend knows nothing about benchmarks. It receives lists of requests and returns one result
 per request in the same order; ``on_result(index, result)`` is called as soon as each result is
@@ -7,6 +7,7 @@ reorder work internally (the hf backend runs the longest prompts first).
 
     generate(list[GenerationRequest])        -> list[list[str]]    (n completions each)
     loglikelihood(list[LoglikelihoodRequest]) -> list[list[float]]  (one summed log-prob per continuation)
+    next_token_logprobs(list[NextTokenRequest]) -> list[list[float]] (one next-token log-prob per candidate)
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ class LoglikelihoodRequest:
     continuations: list[str] = field(default_factory=list)
 
 
+@dataclass
+class NextTokenRequest:
+    """Log-probs, in the distribution right after ``context``, of one token per candidate: the LAST
+    token of the candidate encoded alone without special tokens (``encode(" A")[-1]``), which on
+    SentencePiece tokenizers is not the token the candidate becomes after the context."""
+
+    context: str
+    candidates: list[str] = field(default_factory=list)
+
+
 class Backend:
     """Interface; see the module docstring. ``tokenizer`` is None for API backends."""
 
@@ -50,6 +61,25 @@ class Backend:
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], on_result: OnResult | None = None) -> list[list[float]]:
         raise TuluError(f"the {self.name} backend cannot score log-likelihoods; use --backend hf or vllm for this task")
+
+    def next_token_logprobs(self, requests: list[NextTokenRequest], on_result: OnResult | None = None) -> list[list[float]]:
+        raise TuluError(
+            f"the {self.name} backend cannot read next-token log-probs of given tokens (it has no tokenizer); "
+            "use --backend hf or vllm"
+        )
+
+    def candidate_token_id(self, text: str) -> int:
+        """The token a NextTokenRequest candidate stands for; remembered for ``describe()``."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise TuluError(f"next-token candidate {text!r} encodes to no token")
+        self.candidate_tokens[text] = {"id": ids[-1], "token": self.tokenizer.convert_ids_to_tokens(ids[-1])}
+        return ids[-1]
+
+    @property
+    def candidate_tokens(self) -> dict[str, dict[str, Any]]:
+        """Candidate text -> the token id and string read for it (results.json shows which tokens were compared)."""
+        return self.__dict__.setdefault("_candidate_tokens", {})
 
     def count_tokens(self, text: str) -> int | None:
         if self.tokenizer is None:

@@ -1,4 +1,4 @@
-"""transformers backend: batched generation (left padding, per-sequence stop strings) and log-likelihoods.
+"""transformers backend: batched generation (left padding, per-sequence stop strings), log-likelihoods, next-token log-probs.
 
 Work is sorted longest first, so if a batch size does not fit in memory it fails on the first
 batch; with ``batch_size="auto"`` the batch is halved until it fits and stays there.
@@ -7,6 +7,8 @@ copy of its KV cache.
 Multiple choice: the context shared by all choices runs through the model ONCE (only its last
 position's logits are computed): one-token continuations (MMLU's " A".." D") are read from there;
 longer ones continue from the context's KV cache, copied per continuation, in a second short pass.
+Next-token log-probs are that first pass alone, read at the candidates' ids. Left padding with
+positions taken from the attention mask gives every row the logits it would get unpadded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, OnResult
+from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult
 
 AUTO_START = 64
 MIN_SHARED_PREFIX = 32  # tokens; shorter common heads are not worth a separate pass
@@ -132,6 +134,7 @@ class HFBackend(Backend):
             "batch_size": "auto" if self.auto else self.batch_size,
             "final_batch_size": self.batch_size,
             "max_length": self.max_length,
+            **({"next_token_candidates": dict(self.candidate_tokens)} if self.candidate_tokens else {}),
         }
 
     def _batches(self, items: list[int], run: Callable[[list[int]], None]) -> None:
@@ -287,7 +290,16 @@ class HFBackend(Backend):
             ctx_ids = self.encode(r.context)
             conts = [self._split(r.context, c, ctx_ids) for c in r.continuations]
             items.append((self._truncate(ctx_ids, max((len(c) for c in conts), default=0)), conts))
-        results: list[list[float]] = [[] for _ in requests]
+        return self._score(items, on_result)
+
+    def next_token_logprobs(self, requests: list[NextTokenRequest], on_result: OnResult | None = None) -> list[list[float]]:
+        # A one-token "continuation" per candidate: read from the context pass, no second pass.
+        items = [(self._truncate(self.encode(r.context), 0), [[self.candidate_token_id(c)] for c in r.candidates]) for r in requests]
+        return self._score(items, on_result)
+
+    def _score(self, items: list[tuple[list[int], list[list[int]]]], on_result: OnResult | None) -> list[list[float]]:
+        """Summed log-probs of each (context ids, continuation ids...) item, in batches, longest first."""
+        results: list[list[float]] = [[] for _ in items]
         todo = []
         for i, (_, conts) in enumerate(items):
             if conts:

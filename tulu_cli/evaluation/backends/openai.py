@@ -3,7 +3,8 @@
 Every response is stored in a SQLite cache keyed by the endpoint and the exact request body, so a
 rerun (or a resumed run) sends nothing already answered. Log-likelihoods need the completions
 endpoint with ``echo`` + ``logprobs`` (vLLM's and most self-hosted servers support it; OpenAI's chat
-models do not).
+models do not). Next-token log-probs of given token ids are not offered: the API's tokenizer is not
+known here, so the base class refuses them.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""vLLM backend (optional extra): tensor parallel over the visible GPUs, stop strings and seeds handled by vLLM."""
+"""vLLM backend (optional extra): tensor parallel over the GPUs; stops and seeds by vLLM; scores from prompt log-probs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, OnResult
+from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult
 
 
 def import_vllm() -> Any:
@@ -36,7 +36,10 @@ class VLLMBackend(Backend):
         self.tokenizer = self.llm.get_tokenizer()
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "vllm", "model": self.model_name, "tensor_parallel_size": self.tp, "vllm": self.vllm.__version__}
+        out = {"backend": "vllm", "model": self.model_name, "tensor_parallel_size": self.tp, "vllm": self.vllm.__version__}
+        if self.candidate_tokens:
+            out["next_token_candidates"] = dict(self.candidate_tokens)
+        return out
 
     def generate(self, requests: list[GenerationRequest], on_result: OnResult | None = None) -> list[list[str]]:
         params = [
@@ -61,27 +64,38 @@ class VLLMBackend(Backend):
         return results
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], on_result: OnResult | None = None) -> list[list[float]]:
-        prompts, spans = [], []
+        spans = []
         for r in requests:
             ctx_ids = self.tokenizer(r.context)["input_ids"]
             for c in r.continuations:
                 full = self.tokenizer(r.context + c)["input_ids"]
                 start = len(ctx_ids) if full[: len(ctx_ids)] == ctx_ids else len(full) - len(self.tokenizer(c, add_special_tokens=False)["input_ids"])
-                prompts.append({"prompt_token_ids": full})
-                spans.append(start)
+                spans.append((full, start))
+        return self._per_request([len(r.continuations) for r in requests], self._span_logprobs(spans), on_result)
+
+    def next_token_logprobs(self, requests: list[NextTokenRequest], on_result: OnResult | None = None) -> list[list[float]]:
+        # Each candidate's token appended to the context: its prompt log-prob is the next-token
+        # log-prob (vLLM's prefix cache runs the shared context once).
+        spans = []
+        for r in requests:
+            ctx_ids = self.tokenizer(r.context)["input_ids"]
+            spans.extend((ctx_ids + [self.candidate_token_id(c)], len(ctx_ids)) for c in r.candidates)
+        return self._per_request([len(r.candidates) for r in requests], self._span_logprobs(spans), on_result)
+
+    def _span_logprobs(self, spans: list[tuple[list[int], int]]) -> list[float]:
+        """Summed prompt log-probs of the tokens from ``start`` on, for each (token ids, start)."""
         params = self.vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0)
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
-        flat = []
-        for out, start, prompt in zip(outs, spans, prompts):
-            ids = prompt["prompt_token_ids"]
-            total = 0.0
-            for pos in range(max(start, 1), len(ids)):
-                total += out.prompt_logprobs[pos][ids[pos]].logprob
-            flat.append(total)
+        outs = self.llm.generate([{"prompt_token_ids": ids} for ids, _ in spans], params, use_tqdm=False)
+        return [
+            sum(out.prompt_logprobs[pos][ids[pos]].logprob for pos in range(max(start, 1), len(ids)))
+            for out, (ids, start) in zip(outs, spans)
+        ]
+
+    def _per_request(self, sizes: list[int], flat: list[float], on_result: OnResult | None) -> list[list[float]]:
         results, k = [], 0
-        for i, r in enumerate(requests):
-            vals = flat[k : k + len(r.continuations)]
-            k += len(r.continuations)
+        for i, n in enumerate(sizes):
+            vals = flat[k : k + n]
+            k += n
             results.append(vals)
             if on_result is not None:
                 on_result(i, vals)

@@ -18,7 +18,9 @@ Class attributes (data, mostly):
     required      paths relative to ``--data-dir`` that must exist before ``load`` (a missing one
                   makes ``eval run`` print the ``prepare-eval`` command). Empty: nothing checked.
     kind          ``"generate"`` (backend samples text) or ``"choices"`` (backend scores
-                  continuations of one context by log-likelihood, in one forward pass).
+                  continuations of one context by log-likelihood, in one forward pass; or, when
+                  the query sets ``next_token``, reads each choice's token off the next-token
+                  distribution).
     generation    ``GenerationSettings`` of the preset (max tokens, temperature, top-p, n, stop);
                   every field can be overridden from the command line.
     chat_stop     stop sequences used instead of ``generation.stop`` when a chat template is on
@@ -126,6 +128,9 @@ class Query:
     prompt: str
     messages: list[dict[str, str]] | None = None
     choices: list[str] | None = None  # continuations to score ("choices" tasks)
+    # "choices" tasks: score each choice as the NEXT token instead, the last token of the choice
+    # encoded alone (one forward pass; open-instruct's MMLU rule).
+    next_token: bool = False
 
 
 def mean(values: Iterable[float]) -> float:
