@@ -1,6 +1,6 @@
 """MMLU as open-instruct f3424591 ran it: prompt bytes, pandas' reading of the CSVs, the next-token
-answer rule on a SentencePiece tokenizer, where it differs from the continuation rule (issue 11,
-items 4 and 10)."""
+answer rule on a SentencePiece tokenizer (where it differs from the continuation rule), and the
+leading-BOS rule of --chat-template tokenizer (issue 11, items 4, 10 and 11)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from tulu_cli.evaluation.tasks import TaskContext, get_task
 from tulu_cli.evaluation.tasks.mmlu import read_mmlu_csv
 
 SPECIALS = ["<unk>", "<s>", "</s>"]
+CHATML = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful AI assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def build_sp_tokenizer():
@@ -222,3 +227,51 @@ def test_presets_declare_source_and_options():
         assert task.source.startswith("open-instruct f3424591 eval/mmlu/run_eval.py")
         assert set(task.options) == {"subjects", "mmlu_subjects", "scoring"}
 
+
+# ---- --chat-template tokenizer and BOS (item 11) ------------------------------------------------
+def test_leading_bos_is_stripped_only_when_the_tokenizer_adds_it():
+    from transformers import PreTrainedTokenizerFast
+
+    from tulu_cli.evaluation.prompting import adds_bos, make_renderer
+    from tulu_cli.testing import build_tiny_tokenizer
+
+    msgs = [{"role": "user", "content": "Hi"}]
+    sp = build_sp_tokenizer()
+    sp.chat_template = "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    assert adds_bos(sp)
+    text = make_renderer("tokenizer", sp)(msgs)
+    assert text == "[INST] Hi [/INST]"
+    assert sp(text)["input_ids"].count(sp.bos_token_id) == 1  # the backend's BOS only
+
+    raw = build_tiny_tokenizer(add_bos=False)
+    raw.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+    # As SmolLM2's tokenizer declares it: BOS is <|im_start|>, and encoding adds nothing.
+    chatml = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>")
+    chatml.chat_template = CHATML
+    assert not adds_bos(chatml)
+    assert make_renderer("tokenizer", chatml)(msgs) == (
+        "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_chatml_prompt_keeps_its_first_token_in_a_run(tmp_path):
+    from transformers import AutoTokenizer
+
+    from tulu_cli.testing import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "chatml", add_bos=False, chat_template=CHATML, vocab_size=1040)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.bos_token, tok.eos_token = "<|im_start|>", "<|im_end|>"
+    tok.save_pretrained(model)
+    data = _mmlu_dir(tmp_path / "data", "What is 2 + 2?,1,4,5,6,B\n")
+    res = invoke(["eval", "run", "-m", str(model), "-t", "mmlu_0shot", "-d", str(data), "-o", str(tmp_path / "o"),
+                  "--chat-template", "tokenizer"])
+    assert res.exit_code == 0, res.stderr
+    row = json.loads((tmp_path / "o/mmlu_0shot/predictions.jsonl").read_text().splitlines()[0])
+    assert row["prompt"] == (
+        "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n<|im_start|>user\n"
+        "The following are multiple choice questions (with answers) about  abstract algebra.\n\n"
+        "What is 2 + 2?\nA. 1\nB. 4\nC. 5\nD. 6\nAnswer:<|im_end|>\n<|im_start|>assistant\nThe answer is:"
+    )

@@ -23,6 +23,15 @@ def render_tulu(messages: list[dict[str, str]]) -> str:
     return "".join(parts) + "<|assistant|>\n"
 
 
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether encoding text with special tokens (as the backends do) puts the BOS id first."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    ids = tokenizer("x")["input_ids"]
+    return bool(ids) and ids[0] == bos_id
+
+
 def make_renderer(template: str, tokenizer: Any = None) -> Callable[[list[dict[str, str]]], str] | None:
     """A function messages -> prompt text for --chat-template; None for 'none' (plain prompts)."""
     if template == "none":
@@ -34,11 +43,13 @@ def make_renderer(template: str, tokenizer: Any = None) -> Callable[[list[dict[s
             raise TuluError(
                 "--chat-template tokenizer: the model's tokenizer has no chat template; use --chat-template tulu or none"
             )
-        bos = getattr(tokenizer, "bos_token", None)
+        # The backends tokenize prompts with special tokens: when that adds BOS, a template that
+        # writes BOS too would double it, so its leading BOS goes. Otherwise (ChatML tokenizers whose
+        # "BOS" is <|im_start|> and is never added) the text stays as rendered, like open-instruct's.
+        bos = getattr(tokenizer, "bos_token", None) if adds_bos(tokenizer) else None
 
         def render(messages: list[dict[str, str]]) -> str:
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            # The backend adds BOS when it tokenizes; a template that writes it too would double it.
             if bos and text.startswith(bos):
                 text = text[len(bos):]
             return text
