@@ -217,7 +217,7 @@ def preference_dataset(
     work = root / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        publish_cache(datasets.Dataset.from_list(rows), meta, work, final)
+        publish_cache(datasets.Dataset.from_list(rows), meta, work, final, overwrite=overwrite_cache)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"encoded {len(rows)} preference pairs ({meta['tokens']} tokens), cached at {final}")

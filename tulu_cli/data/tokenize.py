@@ -1,8 +1,8 @@
 """Training data to token ids and label masks on `datasets` (Arrow), cached by a hash of every input.
 
-The cache key covers the data files' bytes, the tokenizer, the template, the maximum length,
-packing, BOS handling and the encoder's own source, so any change re-tokenizes and an
-identical second run skips tokenization entirely.
+The cache key covers the data's content (file bytes, or a hub dataset's fingerprint), the
+tokenizer, the template, the maximum length, packing, BOS handling and the encoder's own source,
+so any change re-tokenizes and an identical second run skips tokenization entirely.
 """
 
 from __future__ import annotations
@@ -37,10 +37,23 @@ def file_sha256(path: str | Path) -> str:
 
 
 def data_hashes(train_files, dataset: str | None, dataset_config: str | None, split: str) -> dict[str, str]:
-    """What a cache key records of the data: each file's sha256, or the hub dataset's name/config/split."""
-    if dataset:
-        return {f"hf:{dataset}:{dataset_config}:{split}": "hub"}
-    return {str(Path(f).resolve()): file_sha256(f) for f in train_files}
+    """What a cache key records of the data's content, so that any change re-tokenizes.
+
+    Files: each file's sha256. ``--dataset`` as a local folder (or file): the sha256 of every
+    file in it, by relative path. A hub dataset: the fingerprint `datasets` gives the loaded
+    split, which follows the files of the revision it resolved (a new commit, a new fingerprint).
+    """
+    if not dataset:
+        return {str(Path(f).resolve()): file_sha256(f) for f in train_files}
+    name = f"{dataset}:{dataset_config}:{split}"
+    local = Path(dataset)
+    if local.is_file():
+        return {f"{name}:{local.name}": file_sha256(local)}
+    if local.is_dir():
+        # datasets skips hidden files and folders (its own .cache among them), so these do not count
+        files = sorted(p for p in local.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts))
+        return {f"{name}:{p.relative_to(local).as_posix()}": file_sha256(p) for p in files}
+    return {f"hf:{name}": "fingerprint:" + load_hub_dataset(dataset, dataset_config, split)._fingerprint}
 
 
 def load_hub_dataset(dataset: str, config: str | None, split: str):
@@ -70,10 +83,18 @@ def read_cache(final: Path, *, build: bool, overwrite: bool, quiet_hit: bool, lo
     return None
 
 
-def publish_cache(ds, meta: dict[str, Any], stage: Path, final: Path) -> None:
-    """Write the dataset and its marker under ``stage`` (same folder as ``final``), then move it in place."""
+def publish_cache(ds, meta: dict[str, Any], stage: Path, final: Path, *, overwrite: bool = False) -> None:
+    """Write the dataset and its marker under ``stage`` (same folder as ``final``), then move it in place.
+
+    A complete cache that appeared meanwhile is kept unless ``overwrite``: the launchers of a
+    multi-machine run tokenize into one shared cache at the same time, and workers may already
+    be reading the first one published.
+    """
     ds.save_to_disk(str(stage / "data"))
     (stage / CACHE_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+    if (final / CACHE_MARKER).is_file() and not overwrite:
+        shutil.rmtree(stage)
+        return
     if final.exists():  # overwrite_cache, or a stale partial from a crash
         shutil.rmtree(final)
     os.replace(stage, final)
@@ -323,7 +344,7 @@ def tokenized_dataset(
             "max_length": int(max(lengths)),
             "data_hashes": hashes,
         }
-        publish_cache(enc, meta, work / "out", final)
+        publish_cache(enc, meta, work / "out", final, overwrite=overwrite_cache)
         del enc, raw
     finally:
         shutil.rmtree(work, ignore_errors=True)
