@@ -24,7 +24,12 @@ from tulu_cli.evaluation.results import (
 from tulu_cli.evaluation.tasks import Example, GenerationSettings, Query, Task, TaskContext, check_input_files, get_task
 
 
-def resolved_generation(task: Task, opts: Any, use_chat: bool) -> GenerationSettings:
+def task_chat_template(task: Task, opts: Any) -> str:
+    """--chat-template when given, else the preset's own (open-instruct ran codex without chat format)."""
+    return opts.chat_template if opts.chat_template is not None else task.default_chat_template
+
+
+def resolved_generation(task: Task, opts: Any, ctx: TaskContext) -> GenerationSettings:
     """The preset's settings with every option the user gave on top."""
     g = task.generation
     return GenerationSettings(
@@ -32,7 +37,7 @@ def resolved_generation(task: Task, opts: Any, use_chat: bool) -> GenerationSett
         temperature=opts.temperature if opts.temperature is not None else g.temperature,
         top_p=opts.top_p if opts.top_p is not None else g.top_p,
         n=opts.n_samples if opts.n_samples is not None else g.n,
-        stop=tuple(opts.stop) if opts.stop is not None else task.stop_for(use_chat),
+        stop=tuple(opts.stop) if opts.stop is not None else task.stop_for(ctx.use_chat, ctx),
     )
 
 
@@ -165,7 +170,7 @@ def run_task(task: Task, backend: Backend, ctx: TaskContext, opts: Any, out_dir:
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"task {task.name} produced duplicate example ids")
 
-    settings = resolved_generation(task, opts, ctx.use_chat) if task.kind == "generate" else None
+    settings = resolved_generation(task, opts, ctx) if task.kind == "generate" else None
     queries = [task.build(ex, ctx) for ex in examples]
     model_id = f"{opts.backend}:{opts.model}"
     hashes = [request_hash(q, task, settings, opts.seed, model_id) for q in queries]
@@ -234,6 +239,7 @@ def run_task(task: Task, backend: Backend, ctx: TaskContext, opts: Any, out_dir:
         "num_generated": len(pending),
         "num_resumed": len(kept),
         "kind": task.kind,
+        "chat_template": ctx.chat_template,
         "generation": asdict(settings) if settings else None,
         "data_files": data_hashes,
         "seconds": round(time.time() - started, 3),
@@ -261,9 +267,9 @@ def run_eval(opts: Any) -> dict[str, Any]:
     tasks = [get_task(name).with_n_shot(opts.n_shot) for name in opts.tasks]
     data_dir = Path(opts.data_dir) if opts.data_dir is not None else None
     check_input_files(tasks, opts)
-    check_ctx = TaskContext(data_dir=data_dir, options=opts, chat_template=opts.chat_template, seed=opts.seed)
+    templates = {t.name: task_chat_template(t, opts) for t in tasks}
     for t in tasks:  # every task's data, input file, judge and classifier: fail before loading a model
-        t.check(check_ctx)
+        t.check(TaskContext(data_dir=data_dir, options=opts, chat_template=templates[t.name], seed=opts.seed))
     out_dir = Path(opts.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -271,18 +277,23 @@ def run_eval(opts: Any) -> dict[str, Any]:
     backend = load_backend(opts)
     try:
         tokenizer = backend.tokenizer
-        if opts.backend == "openai" and opts.openai_api == "chat":
-            render = render_tulu  # prompt text is recorded only; the API applies its own template
-        else:
-            render = make_renderer(opts.chat_template, tokenizer)
+        renderers: dict[str, Any] = {}  # by template; all made now, so a tokenizer without a template fails before any task runs
+        for name in set(templates.values()):
+            if opts.backend == "openai" and opts.openai_api == "chat":
+                renderers[name] = render_tulu  # prompt text is recorded only; the API applies its own template
+            else:
+                renderers[name] = make_renderer(name, tokenizer)
+        hashes = {name: sha256_text(template_source(name, tokenizer)) for name in renderers}
+        # One template for the whole run, or (tasks resolved theirs differently) the template of each task.
+        uniform = len(renderers) == 1
         counter = backend.count_tokens if tokenizer is not None else None
         results_path = out_dir / "results.json"
         task_results = earlier_results(results_path, opts, {t.name for t in tasks})
         run_info: dict[str, Any] = {
             "model": opts.model,
             "backend": backend.describe(),
-            "chat_template": opts.chat_template,
-            "chat_template_sha256": sha256_text(template_source(opts.chat_template, tokenizer)),
+            "chat_template": next(iter(renderers)) if uniform else templates,
+            "chat_template_sha256": next(iter(hashes.values())) if uniform else {k: hashes[v] for k, v in templates.items()},
             "seed": opts.seed,
             "limit": opts.limit,
             "options": json.loads(opts.model_dump_json()),
@@ -294,8 +305,8 @@ def run_eval(opts: Any) -> dict[str, Any]:
                 ctx = TaskContext(
                     data_dir=data_dir,
                     options=opts,
-                    chat_template=opts.chat_template,
-                    render=render,
+                    chat_template=templates[t.name],
+                    render=renderers[templates[t.name]],
                     count_tokens=counter,
                     seed=opts.seed,
                     tokenizer=tokenizer,

@@ -66,7 +66,7 @@ class EvalRunOptions(TaskExtraOptions):
     data_dir: Optional[Path] = None
     backend: Literal["hf", "vllm", "openai"] = "hf"
     tokenizer: Optional[str] = None
-    chat_template: Literal["tulu", "tokenizer", "none"] = "tulu"
+    chat_template: Optional[Literal["tulu", "tokenizer", "none"]] = None  # None: each preset's own
     batch_size: Union[int, Literal["auto"]] = "auto"
     limit: Optional[int] = None
     max_examples: Optional[int] = None  # override of the preset's subsample size; 0 = all

@@ -25,6 +25,9 @@ Class attributes (data, mostly):
                   every field can be overridden from the command line.
     chat_stop     stop sequences used instead of ``generation.stop`` when a chat template is on
                   (Tulu 2 relied on EOS for chat models: usually ``()``).
+    default_chat_template  the chat template the reference job used for this preset when
+                  ``--chat-template`` is not given: ``"tulu"``, or ``"none"`` for presets it ran
+                  without chat format (codex).
     n_shot        number of in-context examples (reported in results.json).
     max_n_shot    largest ``--n-shot`` the task can honour (it must then build prompts from
                   ``self.n_shot``); ``None``: the prompt is fixed and ``--n-shot`` is refused.
@@ -216,6 +219,7 @@ class Task:
     kind: ClassVar[Literal["generate", "choices"]] = "generate"
     generation: ClassVar[GenerationSettings] = GenerationSettings()
     chat_stop: ClassVar[tuple[str, ...] | None] = None  # None: same as generation.stop
+    default_chat_template: ClassVar[str] = "tulu"
     n_shot: ClassVar[int] = 0
     max_n_shot: ClassVar[int | None] = None
     max_examples: ClassVar[int | None] = None
@@ -333,7 +337,8 @@ class Task:
         return read_jsonl_rows(path, required=("id", "output"))
 
     # ---- helpers for subclasses -----------------------------------------------------------------
-    def stop_for(self, use_chat: bool) -> tuple[str, ...]:
+    def stop_for(self, use_chat: bool, ctx: TaskContext | None = None) -> tuple[str, ...]:
+        """The preset's stop sequences; ``ctx`` (the run's context) lets a task's stops depend on its data."""
         if use_chat and self.chat_stop is not None:
             return self.chat_stop
         return self.generation.stop
@@ -366,6 +371,7 @@ class Task:
             "metrics": list(self.metrics),
             "data": self.data_name,
             "source": self.source,
+            "chat_template": self.default_chat_template,
         }
         if self.kind == "generate":
             out["generation"] = {
