@@ -1,4 +1,4 @@
-"""HumanEval+ / MBPP+: the EvalPlus output comparison, base and extra tests, real MBPP+ problems, runs, errors."""
+"""humanevalplus_evalplus / mbppplus_evalplus (tulu's EvalPlus-harness presets): output comparison, base and extra tests, real MBPP+ problems, runs, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from _eval_helpers import invoke
 from _fileserver import serve
-from tulu_cli.evaluation.tasks import get_task
+from tulu_cli.evaluation.tasks import TaskContext, get_task
 from tulu_cli.evaluation.tasks.codex import CODEX_STOP
 from tulu_cli.evaluation.tasks.evalplus import _COMMON, mbpp_header
 
@@ -68,11 +68,14 @@ def test_mbpp_header():
 
 
 def test_presets():
-    he, mb = get_task("humanevalplus"), get_task("mbppplus")
+    he, mb = get_task("humanevalplus_evalplus"), get_task("mbppplus_evalplus")
+    t_ctx = TaskContext(data_dir=None, options=None)
     assert (he.generation.temperature, mb.generation.temperature) == (0.8, 0.1)
     for t in (he, mb):
         assert (t.generation.top_p, t.generation.n, t.generation.stop) == (0.95, 20, CODEX_STOP)
         assert t.stop_for(True) == CODEX_STOP + ("\n```",)
+        assert t.default_chat_template == "tulu" and t.source.startswith("tulu: EvalPlus harness (evalplus/")
+        assert set(t.options) == {"timeout", "workers"} and t.sandbox_settings(t_ctx) == (10.0, None)
     assert he.data_files[0].path == "evalplus/HumanEvalPlus-v0.1.10.jsonl.gz"
     assert mb.data_files[0].url.endswith("/v0.1.0/MbppPlus-v0.1.0.jsonl.gz")
 
@@ -88,9 +91,9 @@ def test_real_mbpp_plus_problems(shared_data, tmp_path):
     problems = _read(shared_data / "eval" / "evalplus" / "MbppPlus.jsonl")
     rows = [{"task_id": p["task_id"], "solution": p["canonical_solution"]} for p in problems]
     rows.append({"task_id": "Mbpp/2", "solution": problems[0]["canonical_solution"] + "\nif __name__ == '__main__':\n    exit(1)\n"})
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(_samples(tmp_path, rows)), "-d", str(shared_data / "eval"), "--json"])
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(shared_data / "eval"), "--json"])
     assert res.exit_code == 0, res.stderr
-    m = _json(res)["mbppplus"]
+    m = _json(res)["mbppplus_evalplus"]
     assert m["pass@1"] == 1.0 and m["base_pass@1"] == 1.0 and m["num_problems"] == len(problems) == 8
 
     rows = [
@@ -99,10 +102,10 @@ def test_real_mbpp_plus_problems(shared_data, tmp_path):
         {"task_id": "Mbpp/3", "completion": "    return all(n % i for i in range(2, n)) is False or n == 1\n"},
         {"task_id": "Mbpp/3", "completion": "    while True:\n        pass\n"},
     ]
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(_samples(tmp_path, rows)), "-d", str(shared_data / "eval"),
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(shared_data / "eval"),
                   "--task-arg", "timeout=2", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    m = _json(res)["mbppplus"]
+    m = _json(res)["mbppplus_evalplus"]
     assert m["base_pass@1"] == pytest.approx(2 / 4) and m["pass@1"] == pytest.approx(1 / 4)
     log = [json.loads(line) for line in (tmp_path / "execution.jsonl").read_text().splitlines()]
     assert [(r["base_passed"], r["passed"], r["status"]) for r in log] == [
@@ -116,9 +119,9 @@ def test_humanevalplus_fixture(tmp_path):
     probs = {p["task_id"]: p for p in _read(FIXTURES / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz")}
     rows = [{"task_id": tid, "completion": p["canonical_solution"]} for tid, p in probs.items()]
     rows += [{"task_id": tid, "completion": ""} for tid in probs]  # bare prompts
-    res = invoke(["eval", "score", "-t", "humanevalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(FIXTURES), "--json"])
+    res = invoke(["eval", "score", "-t", "humanevalplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(FIXTURES), "--json"])
     assert res.exit_code == 0, res.stderr
-    m = _json(res)["humanevalplus"]
+    m = _json(res)["humanevalplus_evalplus"]
     assert m["pass@1"] == 0.5 and m["base_pass@1"] == 0.5 and m["num_samples"] == 6
 
     newton = (
@@ -134,7 +137,7 @@ def test_humanevalplus_fixture(tmp_path):
         # 100 MB of prints go nowhere: a chatty solution passes instead of hitting the output limit
         {"task_id": "HumanEval/2", "completion": "    for _ in range(10000):\n        print('x' * 10000)\n    return number % 1.0\n"},
     ]
-    res = invoke(["eval", "score", "-t", "humanevalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(FIXTURES), "--json"])
+    res = invoke(["eval", "score", "-t", "humanevalplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(FIXTURES), "--json"])
     assert res.exit_code == 0, res.stderr
     log = [json.loads(line) for line in (tmp_path / "execution.jsonl").read_text().splitlines()]
     # grouped by problem: HumanEval/2's three samples, then HumanEval/32's two
@@ -145,23 +148,23 @@ def test_humanevalplus_fixture(tmp_path):
 
 def test_runs_on_tiny_model(tiny_model, tmp_path):
     out = tmp_path / "out"
-    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "mbppplus", "-d", str(FIXTURES), "-o", str(out),
+    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "mbppplus_evalplus", "-d", str(FIXTURES), "-o", str(out),
                   "--limit", "2", "--n-samples", "2", "--max-new-tokens", "8", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    m = _json(res)["mbppplus"]
+    m = _json(res)["mbppplus_evalplus"]
     assert 0 <= m["pass@1"] <= m["base_pass@1"] <= 1 and m["num_samples"] == 4
-    rows = {r["id"]: r for r in map(json.loads, (out / "mbppplus" / "predictions.jsonl").read_text().splitlines())}
+    rows = {r["id"]: r for r in map(json.loads, (out / "mbppplus_evalplus" / "predictions.jsonl").read_text().splitlines())}
     code = "'''\nWrite a function to find the shared elements from the given two lists.\n'''\ndef similar_elements(test_tup1, test_tup2):\n"
     assert rows["Mbpp/2"]["prompt"].endswith("<|assistant|>\nHere is the completed function:\n\n\n```python\n" + code)
     assert all(a.startswith(code) for a in rows["Mbpp/2"]["answer"])
-    assert len((out / "mbppplus" / "execution.jsonl").read_text().splitlines()) == 4
+    assert len((out / "mbppplus_evalplus" / "execution.jsonl").read_text().splitlines()) == 4
 
-    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "humanevalplus", "-d", str(FIXTURES), "-o", str(out),
+    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "humanevalplus_evalplus", "-d", str(FIXTURES), "-o", str(out),
                   "--limit", "1", "--n-samples", "2", "--max-new-tokens", "8", "--chat-template", "none", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    m = _json(res)["humanevalplus"]
+    m = _json(res)["humanevalplus_evalplus"]
     assert set(m) >= {"pass@1", "base_pass@1"} and "pass@10" not in m
-    row = json.loads((out / "humanevalplus" / "predictions.jsonl").read_text().splitlines()[0])
+    row = json.loads((out / "humanevalplus_evalplus" / "predictions.jsonl").read_text().splitlines()[0])
     assert row["prompt"] == _read(FIXTURES / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz")[0]["prompt"]
 
 
@@ -171,40 +174,40 @@ def test_prepare_eval_then_score(tmp_path):
     mirror.mkdir(parents=True)
     (mirror / "MbppPlus-v0.1.0.jsonl.gz").write_bytes((FIXTURES / "evalplus" / "MbppPlus-v0.1.0.jsonl.gz").read_bytes())
     with serve(tmp_path / "mirror") as srv:
-        res = invoke(["data", "prepare-eval", "mbppplus", "--data-dir", str(tmp_path / "data"), "--mirror", srv.base])
+        res = invoke(["data", "prepare-eval", "mbppplus_evalplus", "--data-dir", str(tmp_path / "data"), "--mirror", srv.base])
     assert res.exit_code == 0, res.stderr
     rows = [{"task_id": p["task_id"], "solution": p["canonical_solution"]} for p in _read(mirror / "MbppPlus-v0.1.0.jsonl.gz")]
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(_samples(tmp_path, rows)), "-d", str(tmp_path / "data"), "--json"])
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(tmp_path / "data"), "--json"])
     assert res.exit_code == 0, res.stderr
-    assert _json(res)["mbppplus"]["pass@1"] == 1.0
+    assert _json(res)["mbppplus_evalplus"]["pass@1"] == 1.0
 
 
 def test_errors(tmp_path):
     samples = _samples(tmp_path, [{"task_id": "Mbpp/2", "completion": "    return ()\n"}])
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(samples), "-d", str(tmp_path)])
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(samples), "-d", str(tmp_path)])
     assert res.exit_code == 2
-    assert "MbppPlus-v0.1.0.jsonl.gz: not found" in res.stderr and "tulu data prepare-eval mbppplus" in res.stderr
-    res = invoke(["eval", "score", "-t", "humanevalplus", "-p", str(samples)])
-    assert res.exit_code == 2 and "task humanevalplus needs --data-dir" in res.stderr
+    assert "MbppPlus-v0.1.0.jsonl.gz: not found" in res.stderr and "tulu data prepare-eval mbppplus_evalplus" in res.stderr
+    res = invoke(["eval", "score", "-t", "humanevalplus_evalplus", "-p", str(samples)])
+    assert res.exit_code == 2 and "task humanevalplus_evalplus needs --data-dir" in res.stderr
     # --input-file names the release file directly, wherever it is
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(samples), "--input-file", str(FIXTURES / "evalplus" / "MbppPlus-v0.1.0.jsonl.gz"), "--json"])
-    assert res.exit_code == 0 and _json(res)["mbppplus"]["num_problems"] == 1
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(samples), "--input-file", str(FIXTURES / "evalplus" / "MbppPlus-v0.1.0.jsonl.gz"), "--json"])
+    assert res.exit_code == 0 and _json(res)["mbppplus_evalplus"]["num_problems"] == 1
 
     data = tmp_path / "data" / "evalplus"
     data.mkdir(parents=True)
     good = _read(FIXTURES / "evalplus" / "MbppPlus-v0.1.0.jsonl.gz")[0]
     bad = {k: v for k, v in good.items() if k != "plus_input"}
     (data / "MbppPlus.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(samples), "-d", str(tmp_path / "data")])
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(samples), "-d", str(tmp_path / "data")])
     assert res.exit_code == 2 and "MbppPlus.jsonl:2: field 'plus_input' is missing" in res.stderr
 
     # A canonical solution that fails on its own inputs: its samples cannot be judged, and the metrics say so.
     broken = dict(good, canonical_solution="\ndef similar_elements(a, b):\n    raise ValueError('broken')\n")
     (data / "MbppPlus.jsonl").write_text(json.dumps(broken) + "\n")
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(samples), "-d", str(tmp_path / "data"), "--json"])
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(samples), "-d", str(tmp_path / "data"), "--json"])
     assert res.exit_code == 0, res.stderr
-    m = _json(res)["mbppplus"]
+    m = _json(res)["mbppplus_evalplus"]
     assert m["reference_failures"] == ["Mbpp/2"] and m["status/reference_failed"] == 1 and m["pass@1"] == 0.0
 
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(samples), "--input-file", str(tmp_path / "none.jsonl")])
+    res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(samples), "--input-file", str(tmp_path / "none.jsonl")])
     assert res.exit_code == 2 and "--input-file" in res.stderr

