@@ -98,6 +98,28 @@ def test_resume_equals_uninterrupted(tiny_model, data, cache, tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("command", ["sft", "lora"])
+def test_resume_auto_without_a_complete_checkpoint_starts_a_clean_run(tiny_model, data, cache, tmp_path, command):
+    # killed during step 3, before its first checkpoint was complete
+    out = tmp_path / "run"
+    common = dict(max_steps=3, per_device_batch_size=4, checkpointing_steps=3)
+    args = base_args(tiny_model, data, out, cache, **common)
+    args[1] = command
+    assert run_cli(args).exit_code == 0
+    (out / "tulu_run.json").unlink()
+    (out / "checkpoints" / "step_00000003" / "COMPLETE").unlink()
+    r = run_cli(args + ["--resume", "auto"])
+    assert r.exit_code == 0, r.output
+    assert "--resume auto: no complete checkpoint in" in r.output and "starting a clean run" in r.output
+    assert [x["step"] for x in metrics(out)] == [1, 2, 3]  # not 1, 2, 1, 2, 3
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_00000003"]
+    # a finished run without checkpoints is not silently trained again
+    shutil.rmtree(out / "checkpoints")
+    r = run_cli(args + ["--resume", "auto"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1].startswith(f"error: --resume auto: {out} holds a finished run and no checkpoint")
+
+
 def test_packing_gives_the_same_losses_as_padding(tiny_model, data, cache, tmp_path):
     common = dict(max_steps=4, per_device_batch_size=5, learning_rate=1e-3)
     assert run_cli(base_args(tiny_model, data, tmp_path / "pad", cache, **common)).exit_code == 0

@@ -14,9 +14,21 @@ from typing import Any
 
 from tulu_cli.errors import TuluError
 from tulu_cli.options.train import TrainOptions
+from tulu_cli.train import checkpoint
+from tulu_cli.train.metrics import log
 
 OPTIONS_FILE = "tulu_options.json"
 DEEPSPEED_FILE = "deepspeed_config.json"
+
+
+def options_path(opts: TrainOptions) -> Path:
+    """Where this machine's launcher writes what its workers read.
+
+    Machines of one run usually share the output folder; the options differ in --machine-rank, so
+    machine k > 0 writes its own file instead of racing machine 0 for one.
+    """
+    name = OPTIONS_FILE if opts.machine_rank == 0 else f"tulu_options.machine{opts.machine_rank}.json"
+    return Path(opts.output_dir) / name
 
 
 # ---- DeepSpeed ---------------------------------------------------------------------------
@@ -156,6 +168,11 @@ def launch_command(opts: TrainOptions, options_file: Path, port: int | None = No
         argv += ["--use_deepspeed", "--deepspeed_config_file", str(Path(options_file).parent / DEEPSPEED_FILE)]
         if opts.deepspeed_stage == 3 or (deepspeed_config(opts) or {}).get("zero_optimization", {}).get("stage") == 3:
             argv += ["--zero3_init_flag", "true"]
+        if opts.num_machines > 1:
+            # accelerate's default multi-node DeepSpeed launcher is pdsh: one command on machine 0
+            # that ssh-es into a hostfile and ignores --machine_rank. "standard" is torchrun on
+            # each machine with its own rank, i.e. the same command everywhere.
+            argv += ["--deepspeed_multinode_launcher", "standard"]
     elif opts.num_processes > 1 or opts.num_machines > 1:
         # --multi_gpu selects the torchrun launcher, which really starts N processes; with
         # ACCELERATE_USE_CPU they use gloo on CPU (`--cpu --num_processes N` would start one).
@@ -191,8 +208,7 @@ def accelerate_settings(opts: TrainOptions) -> dict[str, Any]:
 
 def describe(opts: TrainOptions) -> dict[str, Any]:
     """What --dry-run shows besides the options: how the run would be launched."""
-    out = Path(opts.output_dir)
-    options_file = out / OPTIONS_FILE
+    options_file = options_path(opts)
     env, argv = launch_command(opts, options_file, port=opts.main_process_port or 29500)
     cmd = " ".join([f"{k}={v}" for k, v in env.items()] + [shlex.quote(a) for a in argv])
     return {
@@ -201,6 +217,28 @@ def describe(opts: TrainOptions) -> dict[str, Any]:
         "accelerate": accelerate_settings(opts),
         "deepspeed_config": deepspeed_config(opts),
     }
+
+
+def clear_previous_run(out: Path) -> bool:
+    """Remove a previous run's metrics, run record and checkpoints from ``out``; True when there was any.
+
+    Every machine of a multi-machine run may call this: its launcher gets here before its own
+    workers start, and no step (hence no write) happens before all machines' workers have joined.
+    """
+    import shutil
+
+    from tulu_cli.train.loop import RUN_FILE
+    from tulu_cli.train.metrics import METRICS_FILE
+
+    found = False
+    for stale in (METRICS_FILE, RUN_FILE):
+        if (out / stale).is_file():
+            (out / stale).unlink()
+            found = True
+    if checkpoint.checkpoint_root(out).exists():
+        shutil.rmtree(checkpoint.checkpoint_root(out))
+        found = True
+    return found
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -223,14 +261,14 @@ def launch(opts: TrainOptions) -> Path:
     out = Path(opts.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if opts.overwrite_output_dir:
-        for stale in ("metrics.jsonl", "tulu_run.json"):
-            (out / stale).unlink(missing_ok=True)
-        import shutil
-
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        clear_previous_run(out)
+    elif opts.resume == "auto" and not checkpoint.complete_checkpoints(out):
+        # Nothing to continue from: a clean folder, so metrics.jsonl never mixes two runs.
+        if clear_previous_run(out) and opts.machine_rank == 0:
+            log(f"--resume auto: no complete checkpoint in {out}: starting a clean run (old metrics and partial checkpoints removed)")
     pretokenize(opts)
     ds_config = deepspeed_config(opts)
-    options_file = out / OPTIONS_FILE
+    options_file = options_path(opts)
     _write_json(options_file, {"recipe": opts.recipe, "options": json.loads(opts.model_dump_json()), "deepspeed_config": ds_config})
     if ds_config is not None:
         _write_json(out / DEEPSPEED_FILE, ds_config)

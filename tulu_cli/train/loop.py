@@ -286,9 +286,11 @@ class TrainingRecipe:
             self.elapsed_before = state.get("elapsed", 0.0)
             if self.is_main:
                 log(f"resumed from {resume_from} at step {self.global_step}")
-                truncate_metrics(self.output_dir / METRICS_FILE, self.global_step)
         elif self.is_main and o.resume == "auto":
             log("no complete checkpoint to resume from: starting from scratch")
+        if self.is_main:
+            # Lines after the resumed step (all of them on a fresh start) belong to another run.
+            truncate_metrics(self.output_dir / METRICS_FILE, self.global_step)
         if self.is_main:
             trainable = sum(getattr(p, "ds_numel", 0) or p.numel() for p in params)  # ZeRO-3 leaves empty shards
             log(
@@ -491,7 +493,14 @@ class TrainingRecipe:
 def check_output_dir(opts: TrainOptions) -> None:
     """Refuse to clobber a previous run unless resuming or told to overwrite."""
     out = Path(opts.output_dir)
-    if not out.exists() or opts.resume is not None:
+    if not out.exists():
+        return
+    if opts.resume == "auto" and (out / RUN_FILE).is_file() and not checkpoint.complete_checkpoints(out):
+        raise TuluError(
+            f"--resume auto: {out} holds a finished run and no checkpoint to continue from; "
+            "pass --overwrite-output-dir (without --resume) to train it again"
+        )
+    if opts.resume is not None:
         return
     previous = (out / RUN_FILE).is_file() or checkpoint.complete_checkpoints(out) or (out / METRICS_FILE).is_file()
     if previous and not opts.overwrite_output_dir:
