@@ -172,3 +172,41 @@ def test_a_download_that_keeps_moving_is_not_abandoned(file_server, tmp_path):
     file_server.drop_every = 20_000
     assert fetch(file_server.url("a.bin"), tmp_path / "a.bin", progress=False).read_bytes() == PAYLOAD
     assert len(file_server.requests) > download.ATTEMPTS
+
+
+def test_token_goes_to_the_hub_host_only_never_to_a_redirect_target(file_server, tmp_path, monkeypatch):
+    """Two servers: the "hub" answers with redirects (one on its own host, then one to storage elsewhere)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    (file_server.root / "blob.jsonl").write_bytes(PAYLOAD)  # the storage host: no token needed
+    seen: list[tuple[str, str | None]] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization")))
+            target = "/datasets/org/gated/resolve/main/data.jsonl" if "/renamed/" in self.path else file_server.url("blob.jsonl")
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    hub = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.server_address[1]}")
+        monkeypatch.delenv("TULU_HF_ENDPOINT", raising=False)
+        monkeypatch.setenv("HF_TOKEN", "hf_secret")
+        got = fetch(hf_dataset_url("org/renamed", "data.jsonl"), tmp_path / "d.jsonl", progress=False)
+    finally:
+        hub.shutdown()
+        hub.server_close()
+    assert got.read_bytes() == PAYLOAD
+    # both hub requests (the first and the same-host redirect) carried the token ...
+    assert seen == [("/datasets/org/renamed/resolve/main/data.jsonl", "Bearer hf_secret"),
+                    ("/datasets/org/gated/resolve/main/data.jsonl", "Bearer hf_secret")]
+    # ... the other host never saw it
+    assert file_server.requests == [("blob.jsonl", None, None)]

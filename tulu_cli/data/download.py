@@ -78,6 +78,26 @@ def _auth_headers(url: str) -> dict[str, str]:
     return {}
 
 
+class _ScopedRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, deciding the token afresh for each target.
+
+    urllib copies a request's headers onto the redirected request, whatever its host; the hub
+    redirects file downloads to a storage host that must never see the user's token.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.headers.pop("Authorization", None)
+            new.unredirected_hdrs.pop("Authorization", None)
+            for key, value in _auth_headers(newurl).items():
+                new.add_unredirected_header(key, value)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_ScopedRedirect)
+
+
 class NeedsToken(TuluError):
     """HTTP 401/403: the file is gated or private."""
 
@@ -124,12 +144,14 @@ def _progress_bar(enabled: bool):
 def _download_once(url: str, part: Path, progress, task) -> None:
     """One HTTP request appending to ``part`` (resuming from its size); raises _Dropped on a short read."""
     have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "tulu-cli", **_auth_headers(url)}
+    headers = {"User-Agent": "tulu-cli"}
     if have:
         headers["Range"] = f"bytes={have}-"
     req = urllib.request.Request(url, headers=headers)
+    for key, value in _auth_headers(url).items():
+        req.add_unredirected_header(key, value)  # not copied by urllib on a redirect (see _ScopedRedirect)
     try:
-        resp = urllib.request.urlopen(req, timeout=TIMEOUT)
+        resp = _OPENER.open(req, timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:
             # The partial file does not fit the remote one any more (changed upstream): start over.
