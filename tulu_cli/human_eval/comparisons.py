@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -63,30 +64,23 @@ def parse_comparison(obj: object, where: str) -> Comparison:
 
 
 def load_comparisons(path: str | Path) -> list[Comparison]:
-    """All comparisons of a JSONL file, in file order; any problem raises TuluError naming file:line."""
+    """All comparisons of a JSONL (or .jsonl.gz) file, in file order; any problem raises TuluError naming file:line."""
     p = Path(path)
+    if p.is_dir():
+        raise TuluError(f"{p}: is a folder, not a comparisons file")
     if not p.is_file():
         raise TuluError(f"{p}: comparisons file does not exist")
+    if not os.access(p, os.R_OK):
+        raise TuluError(f"{p}: cannot read the comparisons file (permission denied)")
     out: list[Comparison] = []
     seen: dict[str, int] = {}
-    with p.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{p}:{lineno}"
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise TuluError(f"{where}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TuluError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
-            c = parse_comparison(obj, where)
-            if c.id in seen:
-                raise TuluError(f"{where}: duplicate id '{c.id}' (first seen on line {seen[c.id]})")
-            seen[c.id] = lineno
-            out.append(Comparison(c.id, c.prompt, c.model_1, c.completion_1, c.model_2, c.completion_2, lineno))
+    for lineno, obj in read_jsonl(p):
+        where = f"{p}:{lineno}"
+        c = parse_comparison(obj, where)
+        if c.id in seen:
+            raise TuluError(f"{where}: duplicate id '{c.id}' (first seen on line {seen[c.id]})")
+        seen[c.id] = lineno
+        out.append(Comparison(c.id, c.prompt, c.model_1, c.completion_1, c.model_2, c.completion_2, lineno))
     if not out:
         raise TuluError(f"{p}: no comparisons (the file is empty)")
     return out

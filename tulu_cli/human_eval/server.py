@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
+import os
 import re
 import secrets
+import selectors
 import signal
 import socket
 import ssl
@@ -13,11 +16,13 @@ import sys
 import threading
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from tulu_cli.errors import TuluError
@@ -33,13 +38,99 @@ CSP = (
 )
 MAX_BODY = 256 * 1024
 MAX_TEXT = 5000
-LOGIN_WINDOW_S, LOGIN_MAX_FAILURES = 300, 5
+# Sign-in limits. Every attempt, known name or not, costs one scrypt hash (~16 MiB and one core for
+# tens of ms): 40 concurrent bad sign-ins once took the server from 70 to 676 MB and its health
+# check from 3 to 806 ms. So only HASH_SLOTS hashes run at once (leaving at least half the cores
+# for pages), at most HASH_QUEUE attempts wait for one (a waiting attempt costs a worker, not
+# memory), and failures count per user name and per client address over a window, attempts in
+# progress counting against their address.
+LOGIN_WINDOW_S = 300
+LOGIN_MAX_FAILURES = 5  # per user name
+ADDRESS_MAX_FAILURES = 30  # per client address, attempts in progress included (behind a proxy all share one)
+HASH_SLOTS = max(1, min(2, (os.cpu_count() or 2) // 2))
+HASH_QUEUE = 64
+HASH_WAIT_S = 10.0
+RETRY_AFTER_S = 5
+BUSY = "The server is busy signing others in; try again in a few seconds."
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CHOICES = {1: "A is better", 2: "A is slightly better", 3: "Tie", 4: "B is slightly better", 5: "B is better"}
 
 
+class SignInLimits:
+    """Sign-in throttling and the bound on password hashing, shared by all request threads.
+
+    Hashes run on HASH_SLOTS threads of their own, not on the request's thread: glibc gives each
+    thread that allocates a malloc arena of its own and keeps freed memory there, so scrypt's
+    16 MiB spread over dozens of request threads stayed resident (hundreds of MB) even when
+    only one hash ran at a time.
+    """
+
+    def __init__(self, slots: int, queue: int, wait_s: float):
+        self._hasher = ThreadPoolExecutor(slots, thread_name_prefix="tulu-he-hash")
+        self._capacity, self._wait_s = slots + queue, wait_s
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._pending: Counter[str] = Counter()  # admitted attempts per address
+
+    def _recent(self, key: tuple[str, str], now: float) -> int:
+        q = self._failures.get(key)
+        if q is None:
+            return 0
+        while q and q[0] < now - LOGIN_WINDOW_S:
+            q.popleft()
+        if not q:
+            del self._failures[key]  # names tried once must not pile up in memory
+        return len(q)
+
+    @contextmanager
+    def attempt(self, name: str, address: str) -> Iterator[tuple[int, str, int]]:
+        """Admits one sign-in: yields (0, "", 0), else (HTTP status, message, Retry-After seconds) saying why not."""
+        now = time.monotonic()
+        with self._lock:
+            if self._recent(("address", address), now) + self._pending[address] >= ADDRESS_MAX_FAILURES:
+                refusal = (HTTPStatus.TOO_MANY_REQUESTS, "Too many failed sign-ins from your address; wait a few minutes.", LOGIN_WINDOW_S)
+            elif self._recent(("user", name), now) >= LOGIN_MAX_FAILURES:
+                refusal = (HTTPStatus.TOO_MANY_REQUESTS, "Too many failed sign-ins for this user; wait a few minutes.", LOGIN_WINDOW_S)
+            elif sum(self._pending.values()) >= self._capacity:
+                refusal = (HTTPStatus.SERVICE_UNAVAILABLE, BUSY, RETRY_AFTER_S)
+            else:
+                refusal = None
+                self._pending[address] += 1
+        if refusal is not None:
+            yield refusal
+            return
+        try:
+            yield 0, "", 0
+        finally:
+            with self._lock:
+                self._pending[address] -= 1
+                if not self._pending[address]:
+                    del self._pending[address]
+
+    def check_password(self, password: str, stored: str) -> bool | None:
+        """The scrypt check on a hashing thread; None when none came free within HASH_WAIT_S."""
+        future = self._hasher.submit(store.verify_password, password, stored)
+        try:
+            return future.result(timeout=self._wait_s)
+        except TimeoutError:
+            future.cancel()
+            return None
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=False, cancel_futures=True)
+
+    def failed(self, name: str, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in (("user", name), ("address", address)):
+                self._failures.setdefault(key, deque()).append(now)
+            if len(self._failures) > 10_000:
+                for key in list(self._failures):
+                    self._recent(key, now)
+
+
 class App:
-    """State shared by request threads: the comparisons, the connection pool, sign-in throttling."""
+    """State shared by request threads: the comparisons, the connection pool, sign-in limits."""
 
     def __init__(
         self,
@@ -59,7 +150,7 @@ class App:
         self.secure = secure_cookies
         self.session_hours = session_hours
         self.name_cookies(0)
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.sign_in = SignInLimits(HASH_SLOTS, HASH_QUEUE, HASH_WAIT_S)
         self._lock = threading.Lock()
         self._orders: dict[str, list[str]] = {}
 
@@ -70,22 +161,15 @@ class App:
         self.session_cookie = f"{prefix}tulu_session_{port}"
         self.login_cookie = f"{prefix}tulu_login_{port}"
 
+    def close(self) -> None:
+        self.pool.close()
+        self.sign_in.close()
+
     def order(self, user: store.User) -> list[str]:
         with self._lock:
             if user.order_seed not in self._orders:
                 self._orders[user.order_seed] = store.annotator_order(user.order_seed, self.ids, self.shuffle)
             return self._orders[user.order_seed]
-
-    def throttled(self, name: str) -> bool:
-        with self._lock:
-            q = self._failures[name]
-            while q and q[0] < time.monotonic() - LOGIN_WINDOW_S:
-                q.popleft()
-            return len(q) >= LOGIN_MAX_FAILURES
-
-    def record_failure(self, name: str) -> None:
-        with self._lock:
-            self._failures[name].append(time.monotonic())
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,10 +179,32 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tulu-human-eval"
     sys_version = ""
-    timeout = 60  # a stalled client cannot hold a thread forever
+    timeout = 60  # a stalled client cannot hold a worker forever
     access_log = False
+    keep_alive = False  # set by handle(): the server then waits for this connection's next request
 
     # ---- plumbing --------------------------------------------------------------------------------
+
+    def handle(self) -> None:
+        # One request, plus any pipelined ones already read into our buffer (the server's selector
+        # cannot see those); then the connection goes back to the server to wait without a thread.
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and self._buffered():
+            self.handle_one_request()
+        self.keep_alive = not self.close_connection
+
+    def _buffered(self) -> bool:
+        sock = self.connection
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        sock.setblocking(False)
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:  # nothing there yet (would block), or the peer is gone
+            return False
+        finally:
+            sock.settimeout(self.timeout)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
         if self.access_log:
@@ -224,7 +330,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- sign-in ---------------------------------------------------------------------------------
 
-    def login_page(self, status: int = 200, error: str = "", username: str = "") -> None:
+    def login_page(self, status: int = 200, error: str = "", username: str = "", retry_after: int = 0) -> None:
         token = secrets.token_urlsafe(24)
         self.set_cookie(self.app.login_cookie, token, 3600)
         body = render.fill(
@@ -233,7 +339,8 @@ class Handler(BaseHTTPRequestHandler):
             error=f'<p class="error">{render.esc(error)}</p>' if error else "",
             username=render.esc(username),
         )
-        self.send_html(status, render.page("Sign in", body))
+        extra = [("Retry-After", str(retry_after))] if retry_after else []
+        self.send(status, render.page("Sign in", body), "text/html; charset=utf-8", extra)
 
     def get_login(self) -> None:
         if self.session():
@@ -251,15 +358,25 @@ class Handler(BaseHTTPRequestHandler):
             self.refuse_csrf()
             return
         name, password = form.get("username", "").strip(), form.get("password", "")
-        if self.app.throttled(name):
-            self.login_page(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed sign-ins for this user; wait a few minutes.", name)
+        address = self.client_address[0]
+        with self.app.sign_in.attempt(name, address) as (status, refusal, retry_after):
+            if status:
+                self.login_page(status, refusal, name, retry_after=retry_after)
+                return
+            with self.app.pool.get() as conn:
+                found = store.find_user(conn, name)
+            # An unknown name is checked against a dummy hash: it costs the same as a wrong password.
+            ok = self.app.sign_in.check_password(password, found[1] if found else store.DUMMY_HASH)
+            if ok is None:
+                self.login_page(HTTPStatus.SERVICE_UNAVAILABLE, BUSY, name, retry_after=RETRY_AFTER_S)
+                return
+            user = found[0] if found and ok else None
+            if user is None:
+                self.app.sign_in.failed(name, address)  # while still pending, so the address count never dips
+        if user is None:
+            self.login_page(HTTPStatus.UNAUTHORIZED, "Wrong user name or password.", name)
             return
         with self.app.pool.get() as conn:
-            user = store.check_login(conn, name, password)
-            if user is None:
-                self.app.record_failure(name)
-                self.login_page(HTTPStatus.UNAUTHORIZED, "Wrong user name or password.", name)
-                return
             token, _ = store.create_session(conn, user, self.app.session_hours)
         self.set_cookie(self.app.session_cookie, token, int(self.app.session_hours * 3600))
         self.set_cookie(self.app.login_cookie, "", 0)
@@ -581,83 +698,326 @@ ROUTES: list[tuple[str, re.Pattern[str], Callable[..., None]]] = [
 ]
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Conn:
+    """One client connection while the server holds it: waiting in the selector (``since`` = idle since) or in a worker."""
+
+    __slots__ = ("sock", "address", "since")
+
+    def __init__(self, sock: socket.socket, address: Any):
+        self.sock, self.address, self.since = sock, address, time.monotonic()
+
+
+_LISTEN, _WAKE = object(), object()
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether a readable connection was closed by the client (peeks at the raw bytes, TLS or not; never blocks)."""
+    try:
+        return socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+class Server(HTTPServer):
+    """One thread accepts connections and watches the idle ones; a bounded pool of workers runs requests.
+
+    A thread per connection (ThreadingHTTPServer) turned 1200 idle keep-alive connections into 1200
+    threads blocked in a read; when the clients closed them all at once, every thread woke up and
+    their contention for the interpreter lock stalled all other requests for seconds. Here an idle
+    connection is only a socket in a selector, and one the client closed is dropped by the loop
+    thread without waking a worker.
+    """
+
     request_queue_size = 128
+    max_workers = 128  # requests in progress at once; each holds a worker while it reads and writes
+    idle_timeout = 60.0  # seconds a keep-alive connection may wait for its next request
     app: App
+
+    def __init__(self, address: tuple, handler: type[BaseHTTPRequestHandler]):
+        # Set up first: a failed bind calls server_close() from the base constructor.
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._workers = ThreadPoolExecutor(self.max_workers, thread_name_prefix="tulu-he")
+        self._idle: dict[socket.socket, _Conn] = {}  # loop thread only
+        self._returned: deque[_Conn] = deque()  # handed back by workers after a keep-alive request
+        self._open: set[_Conn] = set()
+        self._lock = threading.Lock()
+        self._stop, self._stopped = threading.Event(), threading.Event()
+        self._stopped.set()
+        super().__init__(address, handler)
+
+    # ---- the loop thread -----------------------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
+        self.socket.setblocking(False)
+        self._selector.register(self.socket, selectors.EVENT_READ, _LISTEN)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        next_sweep = time.monotonic() + 1.0
+        try:
+            while not self._stop.is_set():
+                for key, _ in self._selector.select(poll_interval):
+                    if key.data is _LISTEN:
+                        self._accept()
+                    elif key.data is _WAKE:
+                        self._take_back()
+                    elif key.fileobj in self._idle:
+                        self._readable(key.data)
+                if time.monotonic() >= next_sweep:
+                    self._drop_idle(time.monotonic() - self.idle_timeout)
+                    next_sweep = time.monotonic() + 1.0
+        finally:
+            for s in (self.socket, self._wake_r):
+                try:
+                    self._selector.unregister(s)
+                except (KeyError, ValueError):
+                    pass
+            self._stopped.set()
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst at a time, so the other sockets get their turn
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE) and self._idle:
+                    # Out of file descriptors: make room by dropping the connection idle the longest.
+                    self._drop(min(self._idle.values(), key=lambda c: c.since))
+                    continue
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    time.sleep(0.05)  # nothing to drop: do not spin on a listening socket that stays readable
+                return
+            sock.setblocking(True)
+            conn = _Conn(sock, address)
+            with self._lock:
+                self._open.add(conn)
+            self._watch(conn)
+
+    def _watch(self, conn: _Conn) -> None:
+        if self._stop.is_set():
+            self._close(conn)
+            return
+        conn.since = time.monotonic()
+        self._idle[conn.sock] = conn
+        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _forget(self, conn: _Conn) -> None:
+        del self._idle[conn.sock]
+        self._selector.unregister(conn.sock)
+
+    def _drop(self, conn: _Conn) -> None:
+        self._forget(conn)
+        self._close(conn)
+
+    def _readable(self, conn: _Conn) -> None:
+        self._forget(conn)
+        if _peer_closed(conn.sock):
+            self._close(conn)
+        else:
+            self._workers.submit(self._serve, conn)
+
+    def _take_back(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while self._returned:
+            self._watch(self._returned.popleft())
+
+    def _drop_idle(self, cutoff: float) -> None:
+        for conn in [c for c in self._idle.values() if c.since < cutoff]:
+            self._drop(conn)
+
+    # ---- workers ---------------------------------------------------------------------------------------
+
+    def _serve(self, conn: _Conn) -> None:
+        keep = False
+        try:
+            keep = self.RequestHandlerClass(conn.sock, conn.address, self).keep_alive
+        except OSError:
+            pass  # the client went away mid-request (reset, failed TLS handshake)
+        except Exception:  # a bug must not take the server down; the traceback goes to the log
+            traceback.print_exc(file=sys.stderr)
+        if keep and not self._stop.is_set():
+            self._returned.append(conn)
+            self._wake()
+        else:
+            self._close(conn)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # buffer full (a wake-up is already pending) or closed at shutdown
+            pass
+
+    def _close(self, conn: _Conn) -> None:
+        with self._lock:
+            self._open.discard(conn)
+        self.shutdown_request(conn.sock)
+
+    # ---- stopping --------------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop serve_forever (from another thread) and wait until it has returned."""
+        self._stop.set()
+        self._wake()
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        self._stop.set()
+        self._wake()
+        self._stopped.wait(10)
+        super().server_close()
+        with self._lock:
+            busy = list(self._open)
+        for conn in busy:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a worker blocked reading from it
+            except OSError:
+                pass
+        for conn in list(self._idle.values()):
+            self._drop(conn)
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class Server6(Server):
     address_family = socket.AF_INET6
 
 
-def make_server(opts: "ServeOptions") -> Server:
-    """Load and store the comparisons, then bind (port 0 picks a free port; see ``server.server_address``)."""
-    comparisons = load_comparisons(opts.comparisons)
-    conn = store.open_db(opts.db)
+def _read_guidelines(path: Path | None) -> str:
+    if path is None:
+        return render.asset("guidelines.md").decode("utf-8")
+    where = f"--guidelines {path}"
+    if path.is_dir():
+        raise TuluError(f"{where}: is a folder; give a markdown file")
+    if not path.is_file():
+        raise TuluError(f"{where}: file does not exist")
     try:
-        store.sync_instances(conn, comparisons, str(opts.comparisons))
-    finally:
-        conn.close()
-    secure = bool(opts.secure_cookies or opts.tls_cert)
-    if opts.guidelines is not None:
-        if not opts.guidelines.is_file():
-            raise TuluError(f"--guidelines: {opts.guidelines} does not exist")
-        guidelines = opts.guidelines.read_text(encoding="utf-8")
-    else:
-        guidelines = render.asset("guidelines.md").decode("utf-8")
-    app = App(
-        comparisons, opts.db, shuffle=opts.shuffle, secure_cookies=secure, session_hours=opts.session_hours, guidelines=guidelines
-    )
-    handler = type("BoundHandler", (Handler,), {"app": app, "access_log": opts.access_log})
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TuluError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise TuluError(f"{where}: cannot read the file ({e.strerror or e})") from None
+
+
+def _tls_context(opts: "ServeOptions") -> ssl.SSLContext | None:
+    if not opts.tls_cert:
+        return None
+    for flag, path in (("--tls-cert", opts.tls_cert), ("--tls-key", opts.tls_key)):
+        if not path.is_file():
+            raise TuluError(f"{flag} {path}: " + ("is a folder" if path.is_dir() else "file does not exist"))
+        if not os.access(path, os.R_OK):
+            raise TuluError(f"{flag} {path}: cannot read the file (permission denied)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(opts.tls_cert), str(opts.tls_key))
+    except (OSError, ssl.SSLError) as e:
+        raise TuluError(f"--tls-cert/--tls-key: cannot load the certificate and key: {e}") from None
+    return ctx
+
+
+def _preflight(opts: "ServeOptions") -> tuple[list[Comparison], str, ssl.SSLContext | None, bool]:
+    """Every check of ``serve`` that needs neither the port nor a write: comparisons, guidelines, TLS
+    files, --db path (the last value: whether the database exists)."""
+    if not opts.host.strip():
+        raise TuluError("--host: empty; give an address such as 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)")
+    comparisons = load_comparisons(opts.comparisons)
+    guidelines = _read_guidelines(opts.guidelines)
+    tls = _tls_context(opts)
+    exists = store.check_db_path(opts.db, write=True, must_exist=False)
+    return comparisons, guidelines, tls, exists
+
+
+def _bind(opts: "ServeOptions", handler: type[BaseHTTPRequestHandler]) -> Server:
     cls = Server6 if ":" in opts.host else Server
     try:
-        server = cls((opts.host, opts.port), handler)
-    except OSError as e:
-        raise TuluError(f"--host/--port: cannot listen on {opts.host}:{opts.port}: {e.strerror or e}") from None
+        return cls((opts.host, opts.port), handler)
+    except (OSError, OverflowError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise TuluError(f"--host/--port: cannot listen on {opts.host}:{opts.port}: {reason}") from None
+
+
+def check_serve(opts: "ServeOptions") -> None:
+    """What ``serve --dry-run`` checks: everything a real start checks, with the port bound and
+    released and the database only read."""
+    comparisons, _, _, exists = _preflight(opts)
+    if exists and opts.db.stat().st_size:
+        conn = store.open_db_for_reading(opts.db, allow_empty=True)
+        try:
+            store.check_instances(conn, comparisons, str(opts.comparisons))
+        finally:
+            conn.close()
+    _bind(opts, BaseHTTPRequestHandler).server_close()
+
+
+def make_server(opts: "ServeOptions") -> Server:
+    """Check everything, bind (port 0 picks a free port; see ``server.server_address``), then store
+    the comparisons. A refused start leaves no database file behind."""
+    comparisons, guidelines, tls, exists = _preflight(opts)
+    app = App(
+        comparisons, opts.db, shuffle=opts.shuffle, secure_cookies=bool(opts.secure_cookies or opts.tls_cert),
+        session_hours=opts.session_hours, guidelines=guidelines,
+    )  # fmt: skip
+    handler = type("BoundHandler", (Handler,), {"app": app, "access_log": opts.access_log})
+    server = _bind(opts, handler)
+    try:
+        conn = store.open_db(opts.db)
+        try:
+            store.sync_instances(conn, comparisons, str(opts.comparisons))
+        finally:
+            conn.close()
+    except BaseException:
+        server.server_close()
+        if not exists:
+            store.remove_db_files(opts.db)
+        raise
     server.app = app
     app.name_cookies(server.server_address[1])
-    if opts.tls_cert:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        try:
-            ctx.load_cert_chain(str(opts.tls_cert), str(opts.tls_key))
-        except (OSError, ssl.SSLError) as e:
-            server.server_close()
-            raise TuluError(f"--tls-cert/--tls-key: cannot load the certificate and key: {e}") from None
-        # The handshake happens in the request thread, so a slow client does not block accept().
-        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    if tls is not None:
+        # The handshake happens in a worker, so a slow client does not block accept().
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server
 
 
 def serve(opts: "ServeOptions") -> None:
     """Run until Ctrl+C or SIGTERM; every answer is committed before its response is sent."""
     server = make_server(opts)
-    host, port = server.server_address[:2]
-    scheme = "https" if opts.tls_cert else "http"
-    conn = store.open_db(opts.db)
-    users = store.list_users(conn)
-    conn.close()
-    print(
-        f"tulu human-eval: {len(server.app.ids)} comparisons, database {opts.db}, {len(users)} annotator account(s)", flush=True
-    )
-    if not users:
-        print(f"  no accounts yet: create one with  tulu human-eval add-user NAME --db {opts.db}", flush=True)
-    if host not in ("127.0.0.1", "::1", "localhost") and not opts.tls_cert:
-        print("  warning: listening beyond loopback without TLS; passwords and cookies cross the network in clear."
-              " Use --tls-cert/--tls-key, or a TLS reverse proxy with --secure-cookies.", flush=True)  # fmt: skip
-    shown = f"[{host}]" if ":" in host else host
-    print(f"listening on {scheme}://{shown}:{port}/  (Ctrl+C to stop)", flush=True)
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    previous = None
     try:
+        host, port = server.server_address[:2]
+        scheme = "https" if opts.tls_cert else "http"
+        with server.app.pool.get() as conn:
+            users = store.list_users(conn)
+        print(
+            f"tulu human-eval: {len(server.app.ids)} comparisons, database {opts.db}, {len(users)} annotator account(s)", flush=True
+        )
+        if not users:
+            print(f"  no accounts yet: create one with  tulu human-eval add-user NAME --db {opts.db}", flush=True)
+        if host not in ("127.0.0.1", "::1", "localhost") and not opts.tls_cert:
+            print("  warning: listening beyond loopback without TLS; passwords and cookies cross the network in clear."
+                  " Use --tls-cert/--tls-key, or a TLS reverse proxy with --secure-cookies.", flush=True)  # fmt: skip
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening on {scheme}://{shown}:{port}/  (Ctrl+C to stop)", flush=True)
+
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, stop)
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         print("stopping", flush=True)
     finally:
         server.server_close()
-        server.app.pool.close()
+        server.app.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import queue
 import random
 import re
@@ -68,7 +69,15 @@ CREATE TABLE IF NOT EXISTS annotations (
 CREATE INDEX IF NOT EXISTS annotations_by_user_instance ON annotations (user_id, instance_id, id);
 """
 
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+# Matched with fullmatch: "$" would also accept a trailing newline, a name nobody could type at sign-in.
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def check_user_name(name: str) -> None:
+    """Refuse a user name before anything is written."""
+    if not USER_NAME.fullmatch(name):
+        raise TuluError(f"user name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+
 
 # scrypt at n=2**14, r=8 costs ~16 MiB and tens of milliseconds: cheap for a sign-in, slow for guessing.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -93,7 +102,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 # Compared against when the user name is unknown, so a wrong name costs as much time as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 def now_iso() -> str:
@@ -102,9 +111,8 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection with the settings every writer needs: WAL, full fsync, waits instead of failing when busy."""
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+def _settings(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The settings every writer needs: WAL, full fsync, waits instead of failing when busy."""
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -114,20 +122,135 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def open_db(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open (and create or migrate) the database; without ``create`` a missing file is a user error."""
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A writer's connection to an existing annotation database (the server's pool)."""
+    return _settings(sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False))
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite may keep beside NAME
+
+
+def check_db_path(path: str | Path, *, write: bool, must_exist: bool) -> bool:
+    """Refuse, in one line naming --db, a database path this process cannot use; returns whether the file exists.
+
+    Runs before anything is created. A writer also needs its folder writable: in WAL mode SQLite
+    keeps two side files (NAME-wal, NAME-shm) next to the database.
+    """
     p = Path(path)
-    if not p.exists():
-        if not create:
-            raise TuluError(f"{p}: annotation database does not exist")
-        if not p.parent.is_dir():
-            raise TuluError(f"{p}: folder {p.parent} does not exist")
+    where = f"--db {p}"
     try:
-        conn = connect(p)
-        conn.executescript(SCHEMA)
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        if p.is_dir():
+            raise TuluError(f"{where}: is a folder; give a database file name")
+        exists = p.exists()
+        if not exists:
+            if must_exist:
+                raise TuluError(f"{where}: annotation database does not exist")
+            folder = p.parent
+            if not folder.is_dir():
+                above = folder
+                while not above.exists() and above != above.parent:
+                    above = above.parent
+                if above.exists() and not above.is_dir():
+                    raise TuluError(f"{where}: {above} is a file, not a folder")
+                raise TuluError(f"{where}: folder {folder} does not exist")
+    except PermissionError:
+        raise TuluError(f"{where}: cannot look inside {p.parent} (permission denied)") from None
+    if exists:
+        try:
+            with p.open("rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+        except OSError as e:
+            raise TuluError(f"{where}: cannot read the file ({e.strerror or e})") from None
+        if header and header != _SQLITE_HEADER:
+            raise TuluError(f"{where}: not an SQLite database")
+        if not header and not write:
+            raise TuluError(f"{where}: empty file, not an annotation database")
+        if write and not os.access(p, os.W_OK):
+            raise TuluError(f"{where}: the file is read-only (permission denied)")
+    if write and not os.access(p.parent, os.W_OK | os.X_OK):
+        raise TuluError(f"{where}: cannot write into folder {p.parent} (SQLite keeps {p.name}-wal and {p.name}-shm there)")
+    return exists
+
+
+def _check_ours(conn: sqlite3.Connection, p: Path, *, allow_empty: bool) -> None:
+    """Refuse another program's SQLite file (before adding tables to it) and a newer tulu's schema."""
+    where = f"--db {p}"
+    tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    if not tables:
+        if allow_empty:
+            return
+        raise TuluError(f"{where}: empty database, not an annotation database")
+    version = None
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = row[0] if row else None
+    if version is None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise TuluError(f"{where}: an SQLite database of another program (tables: {shown}), not an annotation database")
+    if version != SCHEMA_VERSION:
+        raise TuluError(f"{where}: schema version {version} (made by another tulu version); this one reads version {SCHEMA_VERSION}")
+
+
+def remove_db_files(p: str | Path) -> None:
+    """Delete a database and its side files (one this command created and must not leave behind)."""
+    for suffix in ("", *SIDE_FILES):
+        Path(f"{p}{suffix}").unlink(missing_ok=True)
+
+
+def open_db(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open an annotation database for writing, creating it when missing (unless not ``create``).
+
+    Every check runs before the file is created; a file created here is removed again when
+    anything fails, so a refused command leaves nothing behind.
+    """
+    p = Path(path)
+    existed = check_db_path(p, write=True, must_exist=not create)
+    try:
+        conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            _check_ours(conn, p, allow_empty=True)  # before the WAL pragma rewrites a foreign file's header
+            _settings(conn)
+            conn.executescript(SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        except BaseException:
+            conn.close()
+            raise
+    except BaseException as e:
+        if not existed:
+            remove_db_files(p)
+        if isinstance(e, sqlite3.DatabaseError):
+            raise TuluError(f"--db {p}: not a usable SQLite database ({e})") from None
+        raise
+    return conn
+
+
+def open_db_for_reading(path: str | Path, *, allow_empty: bool = False) -> sqlite3.Connection:
+    """Open an existing annotation database to read it, changing nothing (export, metrics).
+
+    With write access this is a plain connection, which removes the WAL side files when it
+    closes; a read-only connection would leave them behind. Without write access (a copy in a
+    read-only folder) it reads the file as it is, or through its existing WAL when one holds writes.
+    """
+    p = Path(path)
+    check_db_path(p, write=False, must_exist=True)
+    if os.access(p, os.W_OK) and os.access(p.parent, os.W_OK | os.X_OK):
+        target, uri = str(p), False
+    else:
+        wal = Path(f"{p}-wal")
+        mode = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "immutable=1"
+        target, uri = f"{p.absolute().as_uri()}?{mode}", True
+    try:
+        conn = sqlite3.connect(target, uri=uri, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            _check_ours(conn, p, allow_empty=allow_empty)
+        except BaseException:
+            conn.close()
+            raise
     except sqlite3.DatabaseError as e:
-        raise TuluError(f"{p}: not a usable SQLite database ({e})") from None
+        raise TuluError(f"--db {p}: cannot read the database ({e})") from None
     return conn
 
 
@@ -180,8 +303,7 @@ class ConnectionPool:
 
 def add_user(conn: sqlite3.Connection, name: str, *, reset: bool = False) -> str:
     """Create an annotator (or give an existing one a new password with ``reset``); returns the new password."""
-    if not USER_NAME.match(name):
-        raise TuluError(f"user name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+    check_user_name(name)
     password = secrets.token_urlsafe(12)
     hashed = hash_password(password)
     with transaction(conn):
@@ -219,12 +341,16 @@ class Session:
     csrf_token: str
 
 
-def check_login(conn: sqlite3.Connection, name: str, password: str) -> User | None:
+def find_user(conn: sqlite3.Connection, name: str) -> tuple[User, str] | None:
+    """(user, stored password hash), or None for an unknown name."""
     row = conn.execute("SELECT id, name, password_hash, order_seed FROM users WHERE name = ?", (name,)).fetchone()
-    ok = verify_password(password, row["password_hash"] if row else _DUMMY_HASH)
-    if row is None or not ok:
-        return None
-    return User(row["id"], row["name"], row["order_seed"])
+    return None if row is None else (User(row["id"], row["name"], row["order_seed"]), row["password_hash"])
+
+
+def check_login(conn: sqlite3.Connection, name: str, password: str) -> User | None:
+    found = find_user(conn, name)
+    ok = verify_password(password, found[1] if found else DUMMY_HASH)
+    return found[0] if found and ok else None
 
 
 def _token_hash(token: str) -> str:
@@ -265,23 +391,31 @@ def delete_session(conn: sqlite3.Connection, token: str) -> None:
 # ---- instances and per-annotator order ------------------------------------------------------------
 
 
+def check_instances(conn: sqlite3.Connection, comparisons: Sequence[Comparison], source: str) -> None:
+    """Refuse to silently change an instance that already has answers."""
+    annotated = {r[0] for r in conn.execute("SELECT DISTINCT instance_id FROM annotations")}
+    for c in comparisons:
+        if c.id not in annotated:
+            continue
+        old = conn.execute("SELECT * FROM instances WHERE id = ?", (c.id,)).fetchone()
+        if old is not None and tuple(old[k] for k in ("prompt", "model_1", "completion_1", "model_2", "completion_2")) != (
+            c.prompt, c.model_1, c.completion_1, c.model_2, c.completion_2,
+        ):  # fmt: skip
+            raise TuluError(
+                f"{source}:{c.line}: instance '{c.id}' differs from the one already annotated in this database;"
+                " give changed instances new ids or use a new --db"
+            )
+
+
 def sync_instances(conn: sqlite3.Connection, comparisons: Sequence[Comparison], source: str) -> None:
-    """Store the comparisons so export works without the file; refuse to silently change annotated ones."""
+    """Store the comparisons so export works without the file (after ``check_instances``)."""
     with transaction(conn):
-        annotated = {r[0] for r in conn.execute("SELECT DISTINCT instance_id FROM annotations")}
+        check_instances(conn, comparisons, source)
         for pos, c in enumerate(comparisons):
-            old = conn.execute("SELECT * FROM instances WHERE id = ?", (c.id,)).fetchone()
-            new = (c.prompt, c.model_1, c.completion_1, c.model_2, c.completion_2)
-            if old is not None and c.id in annotated:
-                if (old["prompt"], old["model_1"], old["completion_1"], old["model_2"], old["completion_2"]) != new:
-                    raise TuluError(
-                        f"{source}:{c.line}: instance '{c.id}' differs from the one already annotated in this database;"
-                        " give changed instances new ids or use a new --db"
-                    )
             conn.execute(
                 "INSERT OR REPLACE INTO instances (id, position, prompt, model_1, completion_1, model_2, completion_2)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (c.id, pos, *new),
+                (c.id, pos, c.prompt, c.model_1, c.completion_1, c.model_2, c.completion_2),
             )
 
 
