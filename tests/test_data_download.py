@@ -166,6 +166,26 @@ def test_resolve_hf_scheme(monkeypatch):
     assert resolve_url("https://x/y") == "https://x/y"
 
 
+def test_hub_urls_spelled_with_the_public_address_follow_hf_endpoint(file_server, tmp_path, monkeypatch):
+    from tulu_cli.data.download import resolve_url
+    from tulu_cli.evaluation.tasks import alpaca_eval
+
+    monkeypatch.delenv("TULU_HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    url = "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json"
+    assert resolve_url(url) == url
+    monkeypatch.setenv("HF_ENDPOINT", file_server.base + "/")
+    assert resolve_url(url) == file_server.base + "/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json"
+    # alpaca_eval's files, as its task declares them, download from the mirror
+    hub_files = [f for task in alpaca_eval.TASKS for f in task.data_files if "huggingface.co" in f.url]
+    assert hub_files
+    for f in hub_files:
+        local = file_server.root / resolve_url(f.url)[len(file_server.base) + 1 :]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text("[]")
+        assert fetch(f.url, tmp_path / "got", progress=False).read_text() == "[]"
+
+
 def test_a_download_that_keeps_moving_is_not_abandoned(file_server, tmp_path):
     # Every response is cut after 20,000 bytes: more drops than ATTEMPTS, yet each makes progress.
     (file_server.root / "a.bin").write_bytes(PAYLOAD)

@@ -34,7 +34,13 @@ def hf_dataset_url(repo: str, filename: str, revision: str = "main") -> str:
 
 
 def resolve_url(url: str) -> str:
-    """Expand ``hf://<owner>/<repo>/<file>[@rev]`` (how sources name Hugging Face dataset files)."""
+    """Expand ``hf://<owner>/<repo>/<file>[@rev]`` (how sources name Hugging Face dataset files).
+
+    A URL written with the public hub's address goes to the configured endpoint instead, so a
+    mirror set in HF_ENDPOINT serves every hub file, whichever way its task spelled it.
+    """
+    if url.startswith(DEFAULT_HF_ENDPOINT + "/"):
+        return hf_endpoint() + url[len(DEFAULT_HF_ENDPOINT):]
     if not url.startswith("hf://"):
         return url
     rest, _, rev = url[len("hf://"):].partition("@")
