@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -368,3 +369,22 @@ def test_refused_add_user_and_serve_leave_no_database(tmp_path):
     assert list(tmp_path.iterdir()) == []
     r = run("add-user", "bob", "--db", str(db), "--dry-run")
     assert r.exit_code == 0 and not db.exists()
+
+
+def test_export_through_links_and_devices_replaces_no_link(tmp_path):
+    db = tmp_path / "s.sqlite"
+    _fill(db, [("alice", "q1", True, False, 1)])
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert run("export", "--db", str(db), "-o", str(link)).exit_code == 0
+    assert link.is_symlink() and real.read_text().startswith("instance_id,annotator,")
+    dev = tmp_path / "null"
+    dev.symlink_to("/dev/null")  # like -o /dev/stdout: written through, never replaced by a file
+    assert run("export", "--db", str(db), "-o", str(dev), "--format", "csv").exit_code == 0
+    assert dev.is_symlink() and Path("/dev/null").is_char_device()
+    db_link = tmp_path / "db-link"
+    db_link.symlink_to(db)
+    r = run("export", "--db", str(db), "-o", str(db_link))
+    assert r.exit_code == 2 and "is the annotation database itself" in r.output

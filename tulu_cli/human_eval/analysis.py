@@ -104,12 +104,17 @@ def check_export_output(output: str | Path | None, db: str | Path) -> None:
     try:
         if out.is_dir():
             raise TuluError(f"{where}: is a folder; give a file name")
-        db_path = Path(db).absolute()
-        if out.absolute() in {Path(f"{db_path}{suffix}") for suffix in ("", *store.SIDE_FILES)} or (
-            out.exists() and Path(db).exists() and os.path.samefile(out, db)
+        if out.exists() and not out.is_file():  # /dev/stdout, a named pipe: written through, not replaced
+            if not os.access(out, os.W_OK):
+                raise TuluError(f"{where}: cannot write to it (permission denied)")
+            return
+        out = out.resolve()  # a link to a file stays a link: the file it points to is replaced
+        db_path = Path(db).resolve()
+        if out in {Path(f"{db_path}{suffix}") for suffix in ("", *store.SIDE_FILES)} or (
+            out.exists() and db_path.exists() and os.path.samefile(out, db_path)
         ):
             raise TuluError(f"{where}: is the annotation database itself; give another file name")
-        folder = out.absolute().parent
+        folder = out.parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
     except PermissionError:
@@ -143,8 +148,11 @@ def export(db: str | Path, fmt: str, output: str | Path | None, *, all_revisions
     if output is None or str(output) == "-":
         sys.stdout.write(buf.getvalue())
         sys.stdout.flush()
+    elif Path(output).exists() and not Path(output).is_file():
+        with open(output, "w", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
     else:
-        out = Path(output)
+        out = Path(output).resolve()
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         try:
