@@ -75,7 +75,7 @@ class TuluGroup(typer.core.TyperGroup):
             where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "tulu"
             print_error(" ".join(e.format_message().split()) + f" (see '{where} --help')")
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
+        except typer.Abort:  # not in typer._click.exceptions (looking it up there raised AttributeError over every traceback)
             print_error("aborted")
             sys.exit(1)
         # Typer returns the code of an explicit Exit in non-standalone mode; a command body returns None.
