@@ -83,6 +83,7 @@ class GSM(Task):
     max_n_shot = 8
     max_examples = 200
     metrics = ("exact_match",)
+    source = "open-instruct f3424591 eval/gsm/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format, 200 examples)"
 
     def __init__(self, name: str, cot: bool, description: str):
         self.name = name  # type: ignore[misc]

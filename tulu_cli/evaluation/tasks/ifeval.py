@@ -37,6 +37,7 @@ class IFEval(Task):
     metrics = ("prompt_level_loose_acc", "prompt_level_strict_acc", "inst_level_loose_acc", "inst_level_strict_acc")
 
     takes_input_file = True
+    source = "open-instruct f3424591 eval/ifeval/run_eval.py (scripts/submit_eval_jobs.py: vllm, chat format)"
 
     def input_path(self, ctx: TaskContext) -> Path:
         """--input-file, else input_data.jsonl under --data-dir (open-instruct's layout or the benchmark's folder)."""
