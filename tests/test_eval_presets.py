@@ -56,3 +56,16 @@ def test_docs_preset_table_matches_registry():
         assert (ROOT / "docs" / link).is_file(), link
     for page in ("eval-math-tydiqa-truthfulqa.md", "eval-code.md", "ifeval.md", "sandbox.md", "eval-safety-and-alpaca.md"):
         assert f"]({page})" in section, page
+
+
+def test_every_preset_names_where_its_definition_comes_from():
+    import re
+
+    from tulu_cli.evaluation.tasks import all_tasks
+
+    for name, task in all_tasks().items():
+        assert re.match(r"open-instruct (f3424591|f7f3d3f1) eval/\S+\.py", task.source) or task.source.startswith("tulu: "), (name, task.source)
+        assert task.info()["source"] == task.source
+    # The Tulu 2 suite itself is all reference presets; tulu's own variants carry their own names.
+    ours = sorted(n for n, t in all_tasks().items() if t.source.startswith("tulu: "))
+    assert ours == ["humanevalplus_evalplus", "mbppplus_evalplus"]
