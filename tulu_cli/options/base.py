@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, ClassVar, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -15,6 +15,8 @@ class Options(BaseModel):
     """Base of every command's options: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # How the CLI spells a field when it is not ``--field-name`` (a singular repeatable flag, an argument).
+    cli_names: ClassVar[dict[str, str]] = {}
 
 
 O = TypeVar("O", bound=Options)
@@ -54,7 +56,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path | None) -> str:
+def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path | None, names: Mapping[str, str]) -> str:
     loc = [str(x) for x in err.get("loc", ())]
     top = loc[0] if loc else ""
     sub = ".".join(loc[1:])
@@ -65,7 +67,7 @@ def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path |
         return f"unknown option {flag_name(top)}"
     if err.get("type") == "missing" and not sub:
         if origin is None and top:
-            return f"{flag_name(top)} is required"
+            return f"{names.get(top) or flag_name(top)} is required"
     msg = str(err.get("msg", "invalid value"))
     # pydantic prefixes messages raised by our own validators; the user needs only the sentence.
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -76,7 +78,7 @@ def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path |
     if origin == "file":
         where = f"{config}: key '{top}{'.' + sub if sub else ''}'"
     elif origin == "flag":
-        where = flag_name(top) + (f" ({sub})" if sub else "")
+        where = (names.get(top) or flag_name(top)) + (f" ({sub})" if sub else "")
     else:
         where = f"option '{top}'"
     return f"{where}: {msg}"
@@ -108,7 +110,7 @@ def resolve_options(
         return cls.model_validate(values)
     except ValidationError as e:
         errors = e.errors()
-        raise TuluError(_describe(errors[0], sources, cfg_path) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")) from None
+        raise TuluError(_describe(errors[0], sources, cfg_path, cls.cli_names) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")) from None
 
 
 def key_value_pairs(value: Any, *, strip_values: bool = True) -> Any:

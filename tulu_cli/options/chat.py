@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
@@ -15,6 +15,8 @@ TemplateName = Literal["tulu", "tokenizer", "llama2", "zephyr", "chatml", "olmo"
 
 class InspectOptions(Options):
     """`tulu data inspect FILE --tokenizer DIR`: encode a JSONL file and report what would be trained on."""
+
+    cli_names: ClassVar[dict[str, str]] = {"file": "FILE", "json_output": "--json"}
 
     # Optional here so a missing one is reported as the flag the user must add, not a pydantic message.
     file: Optional[Path] = Field(None, description="JSONL of {dataset, id, messages} or {prompt, completion} rows")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,6 +15,8 @@ MIXTURE_NAMES = ("tulu_v1", "tulu_v2")
 
 class PrepareOptions(Options):
     """What to build, from where, and how strictly."""
+
+    cli_names: ClassVar[dict[str, str]] = {"target": "SOURCE_OR_MIXTURE", "source_options": "--source-option"}
 
     target: Optional[str] = None  # a source name or a published mixture (tulu_v1, tulu_v2)
     output: Optional[Path] = None

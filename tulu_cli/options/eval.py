@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import field_validator, model_validator
 
@@ -140,6 +140,8 @@ class EvalScoreOptions(TaskExtraOptions):
 class PrepareEvalOptions(Options):
     benchmarks: list[str]
     data_dir: Path = Path("data/eval")
+    cli_names: ClassVar[dict[str, str]] = {"benchmarks": "BENCHMARKS"}
+
     mirror: Optional[str] = None
     cache_dir: Optional[Path] = None
     force: bool = False
