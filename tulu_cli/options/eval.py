@@ -138,10 +138,10 @@ class EvalScoreOptions(TaskExtraOptions):
 
 
 class PrepareEvalOptions(Options):
-    benchmarks: list[str]
-    data_dir: Path = Path("data/eval")
     cli_names: ClassVar[dict[str, str]] = {"benchmarks": "BENCHMARKS"}
 
+    benchmarks: list[str]
+    data_dir: Path = Path("data/eval")
     mirror: Optional[str] = None
     cache_dir: Optional[Path] = None
     force: bool = False
