@@ -85,6 +85,7 @@ OffParOpt = Annotated[Optional[bool], _opt("--offload-params/--no-offload-params
 DsConfigOpt = Annotated[Optional[Path], _opt("--deepspeed-config", help="Your own DeepSpeed JSON ('auto' values are filled in). Default: generated.", panel=L)]
 TimeoutOpt = Annotated[Optional[int], _opt("--timeout", help="Seconds a process may wait for the others (e.g. tokenization). Default: 1800.", panel=L)]
 ThreadsOpt = Annotated[Optional[int], _opt("--cpu-threads", help="torch threads per process; 1 is fastest for small models on a busy CPU. Default: torch's choice.", panel=L)]
+SlurmOpt = Annotated[Optional[Path], _opt("--slurm", help="Write a Slurm batch script FILE.sbatch (and FILE.yaml with these options) running this command on --num-machines nodes, rendezvous from Slurm; no training here. Default: none.", panel=L)]
 CpuOpt = Annotated[Optional[bool], _opt("--cpu/--no-cpu", help="Force CPU training. Default: CPU only when no GPU is visible.", panel=L)]
 
 
@@ -105,7 +106,7 @@ COMMON_FLAGS: dict[str, object] = {
     "run_name": RunNameOpt, "save_model": SaveModelOpt,
     "num_processes": NprocOpt, "num_machines": MachinesOpt, "machine_rank": MachineRankOpt, "main_process_ip": IpOpt,
     "main_process_port": PortOpt, "deepspeed_stage": StageOpt, "offload_optimizer": OffOptOpt, "offload_params": OffParOpt,
-    "deepspeed_config": DsConfigOpt, "timeout": TimeoutOpt, "cpu": CpuOpt, "cpu_threads": ThreadsOpt,
+    "deepspeed_config": DsConfigOpt, "timeout": TimeoutOpt, "cpu": CpuOpt, "cpu_threads": ThreadsOpt, "slurm": SlurmOpt,
 }  # fmt: skip
 _MODEL_PANEL_END = "gradient_checkpointing"
 
@@ -150,7 +151,20 @@ def run_training(options_cls, config, flags: dict, dry_run: bool) -> None:
     """Resolve, dry-run or launch: the body shared by every `tulu train` command."""
     from tulu_cli.options import resolve_options
 
+    slurm = flags.pop("slurm", None)
+    if slurm is not None:
+        # the script sets the address on each node (first host of the allocation)
+        flags = {**flags, "main_process_ip": "$MASTER_ADDR"}
     opts = resolve_options(options_cls, config, flags)
+    if slurm is not None:
+        from tulu_cli.train import slurm as sbatch
+
+        if dry_run:
+            typer.echo(sbatch.script_text(opts, sbatch.config_path(slurm)), nl=False)
+            return
+        script, cfg = sbatch.write(opts, slurm)
+        typer.echo(f"wrote {script} and {cfg}; submit with: sbatch {script}")
+        return
     if dry_run:
         from tulu_cli.train.launch import describe
 
