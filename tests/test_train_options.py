@@ -65,6 +65,32 @@ def test_dry_run_two_cpu_processes_uses_the_real_multi_process_launcher(tiny_mod
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
 
 
+@pytest.mark.parametrize("stage", [None, 2, 3])
+def test_multi_machine_command_becomes_torchrun_with_this_machines_rank_in_accelerate(tiny_model, tmp_path, stage):
+    """The dry-run command, parsed and expanded by accelerate's own launcher code, starts this machine's share only."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    data = write_chat_data(tmp_path / "d.jsonl", n=4)
+    extra = {"deepspeed_stage": stage} if stage else {}
+    args = base_args(tiny_model, data, tmp_path / "o", tmp_path / "c", num_processes=16, num_machines=2, machine_rank=1,
+                     main_process_ip="10.1.2.3", main_process_port=29555, cpu=True, **extra)
+    _, launch = _dry(args)
+    argv = shlex.split(launch["command"])
+    start = argv.index("accelerate")
+    assert argv[start + 1] == "launch" and argv[-1].endswith("tulu_options.machine1.json")
+    ns = launch_command_parser().parse_args(argv[start + 2 :])
+    ns, _, _ = _validate_launch_command(ns)
+    if stage:
+        assert ns.deepspeed_multinode_launcher == "standard"
+        ns.deepspeed_fields_from_accelerate_config = ""  # what accelerate's launch_command sets without a config file
+        cmd, _ = prepare_deepspeed_cmd_env(ns)
+        assert cmd is None  # None: torchrun in this process; pdsh would be ["deepspeed", "--hostfile", ...] ignoring the rank
+    else:
+        prepare_multi_gpu_env(ns)
+    assert (ns.nnodes, ns.node_rank, ns.nproc_per_node, ns.rdzv_endpoint) == ("2", 1, "8", "10.1.2.3:29555")
+
+
 def test_user_deepspeed_config_gets_auto_values_filled(tiny_model, tmp_path):
     data = write_chat_data(tmp_path / "d.jsonl", n=4)
     cfg = tmp_path / "ds.json"

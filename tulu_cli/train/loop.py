@@ -251,8 +251,10 @@ class TrainingRecipe:
         self.collator = self.build_collator()
 
         params = self.trainable_parameters()
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]  # biases and norm weights, as open-instruct excluded
+        # Under ZeRO-3 a parameter is already an empty shard here; ds_shape is its real shape.
+        matrix = [len(getattr(p, "ds_shape", p.shape)) >= 2 for p in params]
+        decay = [p for p, m in zip(params, matrix) if m]
+        no_decay = [p for p, m in zip(params, matrix) if not m]  # biases and norm weights
         groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = self.build_optimizer([g for g in groups if g["params"]])
 
