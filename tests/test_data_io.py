@@ -11,6 +11,7 @@ from tulu_cli.data.io import JsonlWriter, read_jsonl, read_records, write_jsonl
 from tulu_cli.data.validate import check_messages, check_row
 from tulu_cli.data.xlsx import read_first_sheet, write_simple_xlsx
 from tulu_cli.errors import TuluError
+from tulu_cli.paths import temp_path
 
 
 def test_read_jsonl_line_numbers_skip_blank_lines(tmp_path):
@@ -26,7 +27,17 @@ def test_read_jsonl_gzip(tmp_path):
     assert list(read_jsonl(p)) == [(1, {"a": 1})]
 
 
-@pytest.mark.parametrize("line,msg", [("{bad", "invalid JSON"), ("[1, 2]", "expected a JSON object, got list")])
+@pytest.mark.parametrize(
+    "line,msg",
+    [
+        ("{bad", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('{"a" 1}', r"invalid JSON: Expecting ':' delimiter \(column 6\)"),
+        # Cut inside a string: the parser alone would say "Invalid control character" (the line break).
+        ('{"a": "cut here', r"truncated JSON: the text ends before the value is complete \(Unterminated string starting at column 7\)"),
+        ('{"a": 1, ', r"truncated JSON: the text ends before the value is complete \(Expecting property name enclosed in double quotes at column 10\)"),
+    ],
+)
 def test_read_jsonl_errors_name_file_and_line(tmp_path, line, msg):
     p = tmp_path / "a.jsonl"
     p.write_text('{"a": 1}\n' + line + "\n")
@@ -59,6 +70,8 @@ def test_writer_is_atomic(tmp_path):
     with pytest.raises(RuntimeError):
         with JsonlWriter(out) as w:
             w.write({"a": 1})
+            # Rows go to a hidden staging name beside the output that a later run deletes if this one is killed.
+            assert [p.name for p in tmp_path.iterdir()] == [temp_path(out).name]
             raise RuntimeError("boom")
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert write_jsonl(out, [{"a": "é"}]) == 1

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 from _data_helpers import FIXTURES, prepare, rows
@@ -182,7 +186,7 @@ def test_malformed_line_is_fatal_with_file_and_line(tmp_path):
     raw = _corrupt_dolly(tmp_path, '{"instruction": "oops", ')
     r = prepare("dolly", "--raw-dir", raw, "-o", tmp_path / "o.jsonl")
     assert r.exit_code == 2
-    assert "databricks-dolly-15k.jsonl:2: invalid JSON" in r.output
+    assert "databricks-dolly-15k.jsonl:2: truncated JSON" in r.output
     assert "--on-error skip" in r.output
     assert not list(tmp_path.glob("o*")) and not list(tmp_path.glob(".o*"))  # no partial output
 
@@ -221,7 +225,7 @@ def test_output_exists_needs_overwrite(tmp_path):
         (["dolly", "-o", "{t}/o.jsonl", "-s", "topk=1"], "source 'dolly' has no option 'topk'"),
         (["oasst1", "-o", "{t}/o.jsonl", "-s", "top_k_reply=many"], "oasst1.top_k_reply: expected int"),
         (["oasst1", "-o", "{t}/o.jsonl", "-s", "top_k_reply=0"], "oasst1.top_k_reply: must be at least 1"),
-        (["dolly", "-o", "{t}/o.jsonl", "-s", "novalue"], "--source-options"),
+        (["dolly", "-o", "{t}/o.jsonl", "-s", "novalue"], "--source-option: 'novalue' is not KEY=VALUE"),  # the flag as spelled
         (["tulu_v2", "-o", "{t}/o.jsonl", "-s", "max_tokens=0"], "in a mixture, name the component: SOURCE.max_tokens=VALUE"),
         (["tulu_v2", "-o", "{t}/o.jsonl", "-s", "nosuch.x=1"], "no component 'nosuch' in tulu_v2"),
         (["dolly"], "--output is required"),
@@ -255,6 +259,33 @@ def test_dry_run_and_config_file(tmp_path):
     resolved = json.loads(r.stdout[r.stdout.index("{"):])
     assert resolved["seed"] == 5 and resolved["source_options"] == {"top_k_reply": 1} and resolved["on_error"] == "fail"
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_dry_run_checks_what_a_run_checks(tmp_path):
+    r = prepare("dolly", "--raw-dir", FIXTURES, "-o", tmp_path / "o.jsonl", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert f"dolly: {FIXTURES}/dolly/databricks-dolly-15k.jsonl" in r.stderr
+    r = prepare("dolly", "--cache-dir", tmp_path / "cache", "-o", tmp_path / "o.jsonl", "--dry-run")
+    assert r.exit_code == 0 and "dolly: would be downloaded" in r.stderr  # a dry run fetches nothing
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("a file")
+    r = prepare("dolly", "--raw-dir", FIXTURES, "-o", tmp_path / "f" / "o.jsonl", "--dry-run")
+    assert r.exit_code == 2 and f"--output {tmp_path}/f/o.jsonl: {tmp_path}/f is a file, not a folder" in r.stderr
+
+
+def test_killed_runs_leftovers_are_deleted_by_the_next_run(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    # What a run killed while writing leaves: its hidden staging files beside the output.
+    left = [tmp_path / f".o.jsonl.tulu-tmp-{host}-{gone.pid}", tmp_path / f".other.stats.json.tulu-tmp-{host}-{gone.pid}"]
+    for p in left:
+        p.write_bytes(b"x" * 1000)
+    running = tmp_path / f".p.jsonl.tulu-tmp-{host}-{os.getppid()}"  # a live process's: kept
+    running.write_text("busy")
+    r = prepare("lima", "--input", FIXTURES / "lima/train.jsonl", "-o", tmp_path / "o.jsonl")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["o.jsonl", "o.stats.json", running.name])
 
 
 def test_list_shows_sources_and_mixtures():

@@ -17,6 +17,16 @@ def _raise(where: str, message: str) -> None:
     raise TuluError(f"{where}: {message}")
 
 
+def json_problem(e: json.JSONDecodeError, text: str) -> str:
+    """What is wrong with ``text``, in words: a document cut short (a file truncated by a killed copy
+    or a full disk) says so instead of the parser's view of it, e.g. "Invalid control character"
+    for the line break inside a string that never closes."""
+    if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
+        at = e.msg if e.msg.endswith(" at") else f"{e.msg} at"
+        return f"truncated JSON: the text ends before the value is complete ({at} column {e.colno})"
+    return f"invalid JSON: {e.msg} (column {e.colno})"
+
+
 def read_jsonl(path: str | Path, on_bad: OnBad | None = None) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, row)`` (1-based) for every non-blank line of a ``.jsonl`` or ``.jsonl.gz``.
 
@@ -37,10 +47,11 @@ def read_jsonl(path: str | Path, on_bad: OnBad | None = None) -> Iterator[tuple[
                     continue
                 if not line.strip():
                     continue
+                text = line.rstrip("\r\n")  # the line break is not part of the row
                 try:
-                    row = json.loads(line)
+                    row = json.loads(text)
                 except json.JSONDecodeError as e:
-                    report(f"{p}:{lineno}", f"invalid JSON: {e.msg} (column {e.colno})")
+                    report(f"{p}:{lineno}", json_problem(e, text))
                     continue
                 if not isinstance(row, dict):
                     report(f"{p}:{lineno}", f"expected a JSON object, got {type(row).__name__}")

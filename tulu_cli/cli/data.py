@@ -125,14 +125,18 @@ def prepare(
             "download_only": download_only,
         },
     )
-    if dry_run:
-        print_resolved(opts)
-        return
     from rich.console import Console
 
     from tulu_cli.data.prepare import prepare as run
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if dry_run:
+        from tulu_cli.data.prepare import preflight
+
+        for label, files in preflight(opts, download=False).files.items():
+            console.print(f"{label}: " + ("would be downloaded" if files is None else ", ".join(map(str, files))))
+        print_resolved(opts)
+        return
     if opts.download_only:
         from tulu_cli.data.prepare import download_raw
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from tulu_cli.errors import TuluError
+from tulu_cli.paths import temp_path
 
-from tulu_cli.jsonl import OnBad, _raise, read_jsonl  # noqa: F401  (read_jsonl is re-exported for the sources)
+from tulu_cli.jsonl import OnBad, _raise, json_problem, read_jsonl  # noqa: F401  (read_jsonl is re-exported for the sources)
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -48,7 +49,7 @@ def read_records(path: str | Path, on_bad: OnBad | None = None) -> Iterator[tupl
             for lineno, row in read_jsonl(p, on_bad):
                 yield f"{p}:{lineno}", row
             return
-        raise TuluError(f"{p}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        raise TuluError(f"{p}:{e.lineno}: {json_problem(e, text)}") from None
     if isinstance(data, dict):
         # Some JSON releases wrap the list ({"data": [...]}); accept the single list value.
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -86,7 +87,7 @@ class JsonlWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.count = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self._tmp = temp_path(self.path)  # beside the output; a later run deletes it if this process is killed
         self._f: IO[str] | None = None
 
     def __enter__(self) -> "JsonlWriter":

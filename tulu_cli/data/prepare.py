@@ -15,6 +15,7 @@ from tulu_cli.data.mixtures import MIXTURES, Component, Mixture, filter_hit, loa
 from tulu_cli.data.sources import Context, RawFile, Source, get_source
 from tulu_cli.data.validate import check_row
 from tulu_cli.errors import TuluError
+from tulu_cli.paths import check_output, clean_stale, new_folders_undone, temp_path
 
 if TYPE_CHECKING:
     from tulu_cli.options.data import PrepareOptions
@@ -135,12 +136,16 @@ def _describe_sets(sets: list[list[RawFile]]) -> str:
     return " or ".join(" + ".join(one(f) for f in files) for files in sets)
 
 
-def locate(comp: Component, src: Source, raw_dir: Path | None, cache_dir: Path, progress: bool) -> list[Path]:
-    """Paths of the raw files for one component (downloading into the cache when allowed)."""
+def locate(comp: Component, src: Source, raw_dir: Path | None, cache_dir: Path, progress: bool, download: bool = True) -> list[Path] | None:
+    """Paths of the raw files for one component, downloading into the cache when allowed.
+
+    With ``download`` off (dry runs), a component whose files would be downloaded gives None.
+    """
     sets = src.file_sets(comp.options)
     if comp.url:
         dest = cache_dir / "raw" / comp.label / Path(comp.url.split("?")[0]).name
-        return [fetch(comp.url, dest, sha256=comp.sha256, progress=progress)]
+        check_output(cache_dir, "--cache-dir", "folder")
+        return [fetch(comp.url, dest, sha256=comp.sha256, progress=progress)] if download else None
     if comp.path is not None:
         if comp.path.is_file():
             if src.generic or any(len(s) == 1 for s in sets):
@@ -171,6 +176,9 @@ def locate(comp: Component, src: Source, raw_dir: Path | None, cache_dir: Path, 
     for files in sets:
         if not files or not all(f.url for f in files):
             continue
+        check_output(cache_dir, "--cache-dir", "folder")
+        if not download:
+            return None
         try:
             return [fetch(f.url, cache / src.name / f.name, sha256=f.sha256, progress=progress) for f in files]  # type: ignore[arg-type]
         except Gone as e:
@@ -292,6 +300,58 @@ def _dirs(opts: "PrepareOptions") -> tuple[Path | None, Path]:
     return raw_dir, Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir()
 
 
+@dataclass
+class Preflight:
+    """Everything checked before the first row is converted: the plan, its outputs, its raw files."""
+
+    mix: Mixture
+    keyword_filter: bool
+    outputs: tuple[Path, Path | None, Path] | None  # main, filtered-out, stats; None for --download-only
+    sources: dict[str, Source]
+    files: dict[str, list[Path] | None]  # None: would be downloaded (dry run)
+
+
+def _check_not_empty(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_file() and (p.stat().st_size == 0 or (p.stat().st_size < 1 << 20 and not p.read_bytes().strip())):
+            raise TuluError(f"{p}: the file is empty: no records to convert")
+
+
+def preflight(opts: "PrepareOptions", *, download: bool, progress: bool = True) -> Preflight:
+    """Every check a run makes before converting: plan, output paths (usable, not overwritten
+    without --overwrite), raw files found or (``download``) fetched, not empty, source checks.
+
+    A dry run calls it with ``download`` off: files that would be downloaded are reported as None.
+    """
+    mix = plan(opts)
+    keyword_filter = mix.keyword_filter if opts.keyword_filter is None else opts.keyword_filter
+    outputs = None
+    if opts.output is not None and not opts.download_only:
+        output = Path(opts.output)
+        if output.suffix != ".jsonl":
+            check_output(output, "--output", "folder")
+        outputs = output_paths(output, mix.name, keyword_filter)
+        for p in outputs:
+            if p is not None:
+                check_output(p, "--output", "file")
+                if not opts.overwrite and p.exists():
+                    raise TuluError(f"{p}: already exists; pass --overwrite to replace it")
+    raw_dir, cache_dir = _dirs(opts)
+    # Every raw file is found (or downloaded) before any conversion starts, so a missing
+    # file is reported in seconds rather than after an hour of converting.
+    sources = {c.label: get_source(c.source) for c in mix.components}
+    files = {c.label: locate(c, sources[c.label], raw_dir, cache_dir, progress, download) for c in mix.components}
+    for c in mix.components:
+        found = files[c.label]
+        if found is None:
+            continue
+        _check_not_empty(found)
+        check = sources[c.label].preflight
+        if check is not None:
+            check(found, c.options, opts.tokenizer)
+    return Preflight(mix, keyword_filter, outputs, sources, files)
+
+
 def download_raw(opts: "PrepareOptions", *, progress: bool = True) -> dict[str, list[Path]]:
     """Fetch (or, with --raw-dir, check) every raw file of the plan without converting anything.
 
@@ -300,35 +360,23 @@ def download_raw(opts: "PrepareOptions", *, progress: bool = True) -> dict[str, 
     """
     mix = plan(opts)
     raw_dir, cache_dir = _dirs(opts)
-    return {c.label: locate(c, get_source(c.source), raw_dir, cache_dir, progress) for c in mix.components}
+    return {c.label: locate(c, get_source(c.source), raw_dir, cache_dir, progress) for c in mix.components}  # type: ignore[misc]
 
 
 def prepare(opts: "PrepareOptions", *, progress: bool = True, log=None) -> PrepareReport:
     """Build the requested source or mixture into one validated JSONL file (and its filtered-out rows)."""
     log = log or (lambda msg: None)
-    mix = plan(opts)
-    keyword_filter = mix.keyword_filter if opts.keyword_filter is None else opts.keyword_filter
     assert opts.output is not None
-    main, filtered_path, stats_path = output_paths(Path(opts.output), mix.name, keyword_filter)
-    if not opts.overwrite:
-        for p in (main, filtered_path, stats_path):
-            if p is not None and p.exists():
-                raise TuluError(f"{p}: already exists; pass --overwrite to replace it")
-    raw_dir, cache_dir = _dirs(opts)
-
-    # Every raw file is found (or downloaded) before any conversion starts, so a missing
-    # file is reported in seconds rather than after an hour of converting.
-    sources = {c.label: get_source(c.source) for c in mix.components}
-    files = {c.label: locate(c, sources[c.label], raw_dir, cache_dir, progress) for c in mix.components}
-    for c in mix.components:
-        check = sources[c.label].preflight
-        if check is not None:
-            check(files[c.label], c.options, opts.tokenizer)
+    pf = preflight(opts, download=True, progress=progress)
+    mix, keyword_filter, sources, files = pf.mix, pf.keyword_filter, pf.sources, pf.files
+    assert pf.outputs is not None
+    main, filtered_path, stats_path = pf.outputs
+    clean_stale(main.parent)  # temp files of runs that were killed before they could publish
 
     reports: list[ComponentReport] = []
     hits: dict[str, int] = {}
     filtered_writer = JsonlWriter(filtered_path) if filtered_path else None
-    with JsonlWriter(main) as kept, (filtered_writer or _Null()) as dropped, _progress(progress) as bar:
+    with new_folders_undone(main.parent), JsonlWriter(main) as kept, (filtered_writer or _Null()) as dropped, _progress(progress) as bar:
         for comp in mix.components:
             src = sources[comp.label]
             rep = ComponentReport(comp.label, src.name, [str(p) for p in files[comp.label]], published=mix.published.get(comp.label))
@@ -355,6 +403,12 @@ def prepare(opts: "PrepareOptions", *, progress: bool = True, log=None) -> Prepa
             bar.remove_task(task)
             rep.skipped = ctx.skipped
             rep.notes.update(ctx.stats)
+            if rep.available == 0:
+                # A run that converts nothing is a wrong input, not a result (scripts would train on 0 rows).
+                where = ", ".join(rep.files)
+                if ctx.skipped:
+                    raise TuluError(f"{comp.label}: all {len(ctx.skipped)} records of {where} are bad (first: {ctx.skipped[0]})")
+                raise TuluError(f"{comp.label}: no examples found in {where}")
             for line in ctx.skipped[:SHOWN_SKIPS]:
                 log(f"[yellow]skipped[/yellow] {line}")
             if len(ctx.skipped) > SHOWN_SKIPS:
@@ -403,6 +457,6 @@ def _write_stats(report: PrepareReport, opts: "PrepareOptions", mix: Mixture, ke
             for c in report.components
         ],
     }
-    tmp = report.stats.with_name(f".{report.stats.name}.tmp{os.getpid()}")
+    tmp = temp_path(report.stats)
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, report.stats)
