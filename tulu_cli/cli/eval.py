@@ -31,6 +31,7 @@ ToxiClsOpt = Annotated[Optional[str], _opt("--toxigen-classifier", help="Path of
 TruthJudgeOpt = Annotated[Optional[str], _opt("--truthfulqa-truth-judge", help="Folder of the TruthfulQA truthfulness judge (a causal LM such as allenai/truthfulqa-truth-judge-llama2-7B); same as --task-arg truth_judge=DIR. Default: none.", panel=X)]
 InfoJudgeOpt = Annotated[Optional[str], _opt("--truthfulqa-info-judge", help="Folder of the TruthfulQA informativeness judge (e.g. allenai/truthfulqa-info-judge-llama2-7B); same as --task-arg info_judge=DIR. Default: none.", panel=X)]
 InputFileOpt = Annotated[Optional[list[str]], _opt("--input-file", help="Input file instead of the task's own, for tasks that read one (ifeval, xstest, alpaca_eval*, codex/humanevalplus/mbppplus): PATH when one such task runs, TASK=PATH (repeatable) otherwise. A relative PATH may be under --data-dir. Default: the task's own.", panel=X)]
+SandboxOpt = Annotated[Optional[str], _opt("--sandbox", help="How generated code (codex, humanevalplus, mbppplus) is jailed: auto (bubblewrap or tulu's own user namespaces; below that, a loud warning and the strongest fallback), strict (refuse below the full sandbox), bwrap or namespaces (that jail or refuse). Default: auto.", panel=X)]
 TaskArgOpt = Annotated[Optional[list[str]], _opt("--task-arg", help="KEY=VALUE passed to tasks (repeatable), e.g. subjects=anatomy,virology for MMLU. Default: none.", panel=X)]
 
 
@@ -40,6 +41,13 @@ def _flag_values(params: dict) -> dict:
     values = {k: v for k, v in params.items() if k not in ("config", "dry_run")}
     values["task_args"] = values.pop("task_arg", None)
     return values
+
+
+def _use_sandbox(opts) -> None:
+    """--sandbox, for the code tasks' programs: strict or a named jail refuses now, before any model loads."""
+    from tulu_cli.evaluation.sandbox import set_policy
+
+    set_policy(opts.sandbox)
 
 
 @app.command("run")
@@ -80,6 +88,7 @@ def run(
     truthfulqa_info_judge: InfoJudgeOpt = None,
     input_file: InputFileOpt = None,
     task_arg: TaskArgOpt = None,
+    sandbox: SandboxOpt = None,
     json_output: JsonOpt = None,
     config: ConfigOpt = None,
     dry_run: DryRunOpt = False,
@@ -100,6 +109,7 @@ def run(
     if dry_run:
         print_resolved(opts)
         return
+    _use_sandbox(opts)
     from tulu_cli.evaluation.runner import run_eval
     from tulu_cli.evaluation.score import flatten
 
@@ -122,6 +132,7 @@ def score(
     truthfulqa_info_judge: InfoJudgeOpt = None,
     input_file: InputFileOpt = None,
     task_arg: TaskArgOpt = None,
+    sandbox: SandboxOpt = None,
     json_output: JsonOpt = None,
     config: ConfigOpt = None,
     dry_run: DryRunOpt = False,
@@ -142,6 +153,7 @@ def score(
     if dry_run:
         print_resolved(opts)
         return
+    _use_sandbox(opts)
     from tulu_cli.evaluation.score import flatten, score_predictions
 
     metrics = score_predictions(opts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -19,11 +20,39 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-# Each pool slot runs its programs as its own unprivileged uid (when we are root), so that
-# processes from two programs running side by side can never signal or read each other. Every
-# evaluation process claims its own block of uids (a lock held for its lifetime), so that two
-# runs on one machine never share a uid either: after each program, every process of its uid is
-# killed.
+from tulu_cli.errors import TuluError
+
+BOOT = Path(__file__).with_name("sandbox_boot.py")  # the code that builds each sandbox (a script)
+
+# Isolation levels, strongest first. The full sandbox is one of the first two; the others are
+# fallbacks for kernels that refuse unprivileged user namespaces (said loudly, refused by strict).
+LEVELS = {
+    "namespaces": "user (when not root), pid, net, mount, ipc, uts and cgroup namespaces, a read-only private root, seccomp",
+    "bwrap": "bubblewrap's namespaces and read-only private root, seccomp",
+    "landlock": "no namespaces: Landlock confines files, seccomp forbids new processes, sockets and signals",
+    "seccomp": "no namespaces, no Landlock: seccomp forbids new processes, sockets and signals; files are NOT confined",
+    "rlimits": "no namespaces, no Landlock, no seccomp filter for this CPU: resource limits only; nothing is confined",
+    "none": "no sandbox can be set up here: every program fails (status sandbox_error)",
+}
+FULL_LEVELS = ("namespaces", "bwrap")
+# Levels under which a program could not write the results folder (so their cached outcomes stand).
+TRUSTED_LEVELS = ("namespaces", "bwrap", "landlock")
+# --sandbox: auto (the strongest level that works, a warning below the full sandbox), strict (the
+# same, but refuse below it), or one jail by name (refuse if it does not work).
+POLICIES = ("auto", "strict", "bwrap", "namespaces")
+
+# Layers the tests switch off one at a time (names as in sandbox_boot.NAMESPACES, plus "seccomp"
+# and "landlock"), to show that each one alone holds. Empty in normal use.
+_DISABLED: frozenset[str] = frozenset()
+_ENV_PATH = "/usr/local/bin:/usr/bin:/bin"
+# /etc entries the interpreter and common libraries read; the rest of /etc (shadow, ssh, ...) is hidden.
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf", "hosts",
+        "alternatives", "mime.types", "os-release")  # fmt: skip
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+# Each pool slot runs its programs as its own unprivileged uid when we are root, so that two
+# programs running side by side never share one. Every evaluation process claims its own block of
+# uids (a lock held for its lifetime), so that two runs on one machine never share a uid either.
 _UID_BASE = 880_000
 _UID_BLOCK = 256
 _UID_BLOCKS = 4096
@@ -34,19 +63,22 @@ _CGROUP_PIDS = Path("/sys/fs/cgroup/pids")
 _CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
 
 
+class SandboxUnavailable(TuluError):
+    """``--sandbox strict`` and this machine cannot give generated code the full sandbox."""
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     """Limits applied to every program; the defaults suit HumanEval / MBPP style checks."""
 
     timeout: float = 10.0  # wall clock, seconds
     cpu_seconds: int | None = None  # RLIMIT_CPU; None means ceil(timeout) + 1
-    memory_mb: int = 2048  # RLIMIT_AS per process and the memory cgroup of the whole program
+    memory_mb: int = 2048  # RLIMIT_AS per process, and for the whole process tree a memory cgroup or the watchdog
     file_size_mb: int = 16  # RLIMIT_FSIZE: any single file, including the captured stdout
-    disk_mb: int = 64  # size of the private tmpfs work folder (and of /tmp) where available
-    max_processes: int = 32  # pids cgroup (or RLIMIT_NPROC on a per-slot uid)
+    disk_mb: int = 64  # size of the private tmpfs (the program's /tmp, working folder and $HOME)
+    max_processes: int = 32  # RLIMIT_NPROC in the sandbox's user namespace (or the slot's uid), pids cgroup
     max_open_files: int = 64
     output_bytes: int = 4096  # tail of stdout/stderr kept in the result
-    guard: bool = True  # also disable fork/exec/kill/sockets/... inside the interpreter
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -65,38 +97,45 @@ class Result:
     """Outcome of one program. ``passed`` is True only if the program ran to its end."""
 
     passed: bool
-    status: str  # passed | failed | timeout | memory_limit | output_limit | killed
+    status: str  # passed | failed | timeout | memory_limit | output_limit | killed | sandbox_error
     returncode: int | None
     duration: float
-    stdout_tail: str = ""
+    stdout_tail: str = ""  # escaped (see ``excerpt``), at most ``output_bytes`` characters
     stderr_tail: str = ""
+    sandbox: str = ""  # the layers the boot set up for this run, e.g. "user pid net ipc uts cgroup mount proc rlimits nocaps seccomp"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 # --------------------------------------------------------------------------------------------
+# Program output as the evaluator keeps it
+
+# C0/C1 controls (but tab and newline), zero-width and bidirectional marks, line separators.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def excerpt(text: str | bytes, limit: int) -> str:
+    """The last ``limit`` characters of program output, safe to print or store: invalid UTF-8 and
+    control characters (terminal escapes, carriage returns, bidi marks) become backslash escapes."""
+    if isinstance(text, bytes):
+        text = text[-4 * limit :].decode("utf-8", errors="backslashreplace")
+    text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+    return text[-limit:] if limit > 0 else ""
+
+
+def _tail(path: Path, limit: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - limit))
+            return f.read()
+    except OSError:
+        return b""
+
+
+# --------------------------------------------------------------------------------------------
 # What this machine lets us enforce (probed once, cached)
-
-
-@lru_cache(maxsize=None)
-def _unshare_args() -> tuple[str, ...]:
-    """Flags for util-linux ``unshare`` that work here, or () when namespaces are not allowed."""
-    exe = shutil.which("unshare")
-    if not exe:
-        return ()
-    for flags in (
-        ("--net", "--pid", "--fork", "--kill-child", "--mount-proc"),
-        ("--net", "--pid", "--fork", "--kill-child"),
-        ("--net",),
-    ):
-        try:
-            probe = subprocess.run([exe, *flags, "true"], capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return (exe, *flags)
-    return ()
 
 
 def _own_cgroup(controller: str) -> Path | None:
@@ -156,170 +195,171 @@ def slot_uid(slot: int) -> int | None:
         return _uid_block_base + slot
 
 
-def isolation_report() -> dict[str, bool | str]:
-    """Which isolation mechanisms are active on this machine."""
-    ns = _unshare_args()
+@lru_cache(maxsize=None)
+def _site_dirs() -> tuple[str, ...]:
+    import site
+
+    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    return tuple(d for d in dirs if os.path.isdir(d))
+
+
+@lru_cache(maxsize=None)
+def _view() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """What the program sees of the host, read-only: (source, path inside) binds and (target, path) links.
+
+    The system folders, a few /etc files, and the interpreter with its libraries, at their own
+    paths (a prefix under a private home such as /root/.pyenv becomes reachable: its parents are
+    folders of the sandbox's own root).
+    """
+    binds: list[tuple[str, str]] = []
+    links: list[tuple[str, str]] = []
+    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", *(f"/etc/{n}" for n in _ETC)):
+        if os.path.islink(path):
+            links.append((os.readlink(path), path))
+        elif os.path.exists(path):
+            binds.append((path, path))
+    exe = os.path.dirname(os.path.abspath(sys.executable))
+    wanted = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, exe, *_site_dirs()]
+    for path in sorted({os.path.abspath(p) for w in wanted for p in (w, os.path.realpath(w)) if os.path.isdir(p)}, key=len):
+        if os.path.realpath(path) == "/":
+            continue
+        # Skip what an earlier bind already shows (at the same path inside and out).
+        if not any(path == dst or path.startswith(dst.rstrip("/") + "/") for _, dst in binds):
+            binds.append((os.path.realpath(path), path))
+    return tuple(binds), tuple(links)
+
+
+def _environment(home: str) -> dict[str, str]:
+    """The whole environment of every sandbox process: nothing of the evaluator's."""
+    return {"PATH": _ENV_PATH, "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+
+
+def _bwrap_command(cfg: dict) -> list[str]:
+    """bubblewrap's share of the job: the same namespaces and read-only view; the boot does the rest inside."""
+    from tulu_cli.evaluation.sandbox_boot import mount_plan
+
+    exe = shutil.which("bwrap", path=_ENV_PATH)
+    if exe is None:
+        raise FileNotFoundError("bwrap is not installed")
+    cmd = [exe, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session"]  # fmt: skip
+    if cfg["userns"]:
+        cmd += ["--unshare-user", "--disable-userns"]
+    made = {"/"}
+    for kind, inside, source in mount_plan({**cfg, "binds": [*cfg["binds"], (str(BOOT), str(BOOT))]}):
+        # bubblewrap makes missing parents private (0700): the slot's uid must pass through them.
+        parents = [p for p in Path(inside).parents if str(p) not in made][::-1]
+        for parent in parents:
+            cmd += ["--perms", "0755", "--dir", str(parent)]
+            made.add(str(parent))
+        made.add(inside)
+        cmd += {"bind": ["--ro-bind", source, inside], "link": ["--symlink", source, inside],
+                "tmp": ["--perms", "1777", "--size", str(cfg["disk_mb"] << 20), "--tmpfs", inside],
+                "dev": ["--dev", inside], "proc": ["--proc", inside]}[kind]  # fmt: skip
+    return cmd + ["--chdir", cfg["cwd"]]
+
+
+@dataclass(frozen=True)
+class _Probe:
+    level: str  # a key of LEVELS
+    layers: str  # what the probe program's boot reported
+    reason: str  # why the stronger levels were not used ("" when none was refused)
+
+
+_probes: dict[str, _Probe] = {}
+_probe_lock = threading.Lock()
+_policy = "auto"
+_warned = False
+
+
+def _probe(mode: str) -> _Probe:
+    """Run a trivial program in ``mode`` (bwrap | namespaces | fallback), once per process."""
+    with _probe_lock:
+        if mode not in _probes:
+            res = _spawn("pass\n", SandboxLimits(timeout=20.0), 0, mode, disabled=frozenset())
+            why = (res.stderr_tail.strip().splitlines() or [f"exit status {res.returncode}"])[-1].replace("tulu-sandbox: ", "")
+            layers = res.sandbox.split()
+            if not res.passed:
+                level = ""
+            elif mode != "fallback":
+                level = mode
+            else:
+                level = "landlock" if "landlock" in layers else "seccomp" if "seccomp" in layers else "rlimits"
+            _probes[mode] = _Probe(level, res.sandbox, "" if res.passed else f"{mode}: {why}")
+        return _probes[mode]
+
+
+def _choose() -> tuple[str, _Probe]:
+    """The mode programs run in under the current policy, and its probe (the level it gives)."""
+    named = _policy if _policy in ("bwrap", "namespaces") else None
+    reasons = []
+    # bubblewrap first where it is installed: a well-kept jail (Flatpak's) that distributions also
+    # let through where they restrict user namespaces (Ubuntu's AppArmor profile for bwrap).
+    for mode in [named] if named else ["bwrap", "namespaces"]:
+        if mode == "bwrap" and not named and shutil.which("bwrap", path=_ENV_PATH) is None:
+            continue
+        probe = _probe(mode)
+        if probe.level:
+            return mode, probe
+        reasons.append(probe.reason)
+    if named:
+        raise SandboxUnavailable(f"--sandbox {named}: it does not work here ({'; '.join(reasons)}); refusing to run generated code")
+    probe = _probe("fallback")
+    return "fallback", _Probe(probe.level or "none", probe.layers, "; ".join(r for r in [*reasons, probe.reason] if r))
+
+
+def isolation_level() -> str:
+    """The level programs run under on this machine with the current policy (a key of ``LEVELS``)."""
+    return _choose()[1].level
+
+
+def set_policy(mode: str) -> None:
+    """Choose how generated code is jailed (``POLICIES``); ``strict`` and a named jail are checked
+    now (``SandboxUnavailable``), so that a run refuses before any model loads."""
+    global _policy
+    if mode not in POLICIES:
+        raise TuluError(f"--sandbox: expected one of {', '.join(POLICIES)}, got {mode!r}")
+    _policy = mode
+    if mode != "auto":
+        _enforce_policy()
+
+
+def _enforce_policy() -> str:
+    """The mode to run programs in; refuses under strict, warns once under auto when not full."""
+    global _warned
+    mode, probe = _choose()
+    if probe.level in FULL_LEVELS:
+        return mode
+    if _policy == "strict":
+        raise SandboxUnavailable(f"--sandbox strict: the full sandbox is not available here ({probe.reason}); refusing to run generated code")
+    if not _warned:
+        _warned = True
+        sys.stderr.write(
+            f"WARNING: tulu sandbox: no user namespaces here ({probe.reason}). Generated code runs with level "
+            f"'{probe.level}' only: {LEVELS[probe.level]}. Pass --sandbox strict to refuse instead.\n"
+        )
+    return mode
+
+
+def isolation_report() -> dict[str, object]:
+    """Which isolation mechanisms are active on this machine (under the current policy)."""
+    mode, probe = _choose()
     return {
-        "network_namespace": "--net" in ns,
-        "pid_namespace": "--pid" in ns,
-        "private_proc_and_tmp": "--mount-proc" in ns and os.geteuid() == 0,
+        "level": probe.level,
+        "description": LEVELS[probe.level],
+        "layers": probe.layers.split(),
+        "reason": probe.reason,
         "pids_cgroup": _cgroup_parent("pids") is not None,
         "memory_cgroup": _cgroup_parent("memory") is not None,
-        "unprivileged_uid": os.geteuid() == 0,
-        "rlimits": "cpu, address space, file size, open files, core",
-        "scrubbed_environment": True,
+        "memory_watchdog": _cgroup_parent("memory") is None,
+        "uid_per_slot": os.geteuid() == 0,
+        "environment": sorted(_environment("/tmp")),
     }
 
 
 # --------------------------------------------------------------------------------------------
-# Code that runs inside the sandbox, before the untrusted program. It is the namespace's init:
-# it forks the program, waits for it and reports its exit, so the program's parent is this
-# disposable process and never the evaluation run itself.
-
-_BOOT = r'''
-import os, resource, signal, sys
-cfg = eval(sys.argv[1], {"__builtins__": {}})  # a dict literal written by run_program
-nonce = sys.stdin.readline().strip()
-devnull = os.open(os.devnull, os.O_RDONLY)
-os.dup2(devnull, 0)
-os.close(devnull)
-work = cfg["workdir"]
-os.chdir(work)
-source = open("program.py", encoding="utf-8").read()
-if cfg["private_tmp"] or cfg["uid"] is not None:
-    import ctypes
-if cfg["private_tmp"]:
-    # New mount namespace, still root: hide the host's world-writable folders behind private
-    # tmpfs mounts, and make the work folder a size-limited tmpfs too, so that what the
-    # program writes never reaches the disk and vanishes with it.
-    libc = ctypes.CDLL(None, use_errno=True)
-    MS_REC, MS_PRIVATE = 16384, 1 << 18
-    libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
-    size = ("size=%dm" % cfg["disk_mb"]).encode()
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(d):
-            libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, size + b",mode=1777")
-    os.makedirs(work, exist_ok=True)
-    if libc.mount(b"tmpfs", work.encode(), b"tmpfs", 0, size + b",mode=0700") == 0:
-        with open(os.path.join(work, "program.py"), "w", encoding="utf-8") as f:
-            f.write(source)
-        if cfg["uid"] is not None:
-            os.chown(work, cfg["uid"], cfg["uid"])
-    os.chdir(work)
-def _deadline(*_):
-    # Our own wall-clock limit, so the tree dies even if the evaluation process that should
-    # kill it died first. Killing our process group takes the program with it; as the pid
-    # namespace's init, our exit also kills everything left in the namespace.
-    os.killpg(0, signal.SIGKILL)
-    os._exit(124)
-signal.signal(signal.SIGALRM, _deadline)
-signal.alarm(cfg["deadline"])
-pid = os.fork()
-if pid:
-    # Reaper: forward the program's fate as an exit code (128 + signal when killed).
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(125)
-        if got == pid:
-            break
-    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-signal.signal(signal.SIGALRM, signal.SIG_DFL)
-cpu = cfg["cpu_seconds"]
-for res, soft, hard in (
-    (resource.RLIMIT_CPU, cpu, cpu + 1),
-    (resource.RLIMIT_AS, cfg["memory"], cfg["memory"]),
-    (resource.RLIMIT_FSIZE, cfg["file_size"], cfg["file_size"]),
-    (resource.RLIMIT_NOFILE, cfg["nofile"], cfg["nofile"]),
-    (resource.RLIMIT_CORE, 0, 0),
-):
-    resource.setrlimit(res, (soft, hard))
-if cfg["uid"] is not None:
-    # Drop to the slot's own uid, keeping only CAP_DAC_READ_SEARCH: the interpreter and its
-    # libraries may live in a private home (e.g. /root/.pyenv) that the uid could not read.
-    # Writing, signalling and every other privilege are gone; no_new_privs forbids regaining.
-    libc = ctypes.CDLL(None, use_errno=True)
-    CAP_DAC_READ_SEARCH = 2
-    for cap in range(64):
-        if cap != CAP_DAC_READ_SEARCH:
-            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-    libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS
-    resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
-    os.setgroups([])
-    os.setgid(cfg["uid"])
-    os.setuid(cfg["uid"])
-    class _Hdr(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-    class _Caps(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                    ("inheritable", ctypes.c_uint32)]
-    caps = (_Caps * 2)()
-    caps[0].effective = caps[0].permitted = 1 << CAP_DAC_READ_SEARCH
-    if libc.capset(ctypes.byref(_Hdr(0x20080522, 0)), caps) != 0:
-        # Fail closed: the permitted set would otherwise still hold every capability.
-        sys.stderr.write("tulu sandbox: cannot drop capabilities\n")
-        os._exit(126)
-os.closerange(3, 1 << 16)
-os.environ.clear()
-os.environ.update(cfg["env"])
-if cfg["guard"]:
-    # Imports are slow: patch what later imports will pick up (subprocess and multiprocessing
-    # both end in _posixsubprocess.fork_exec) instead of importing them here.
-    import _posixsubprocess
-    def _blocked(*args, **kwargs):
-        raise PermissionError("disabled inside the tulu sandbox")
-    for name in ("fork", "forkpty", "vfork", "system", "popen", "kill", "killpg", "setsid",
-                 "setuid", "setgid", "posix_spawn", "posix_spawnp", "execv", "execve", "execl",
-                 "execle", "execlp", "execlpe", "execvp", "execvpe", "spawnv", "spawnve",
-                 "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnvp", "spawnvpe"):
-        if hasattr(os, name):
-            setattr(os, name, _blocked)
-    _posixsubprocess.fork_exec = _blocked
-    signal.pthread_kill = _blocked
-    if not cfg["net_isolated"]:
-        import socket
-        socket.socket = _blocked
-        socket.create_connection = _blocked
-sys.path.extend(cfg["site_dirs"])
-del cfg
-sys.argv = ["program.py"]
-def _main(token):
-    import traceback
-    ok = False
-    try:
-        code = compile(source, "program.py", "exec")
-        exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
-        ok = True
-    except SystemExit as e:
-        sys.stderr.write("program called exit(%r)\n" % (e.code,))
-    except BaseException:
-        traceback.print_exc()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    if ok:
-        os.write(1, ("\n" + token + "\n").encode())
-    os._exit(0 if ok else 1)
-_main(globals().pop("nonce"))
-'''
-
-
-# --------------------------------------------------------------------------------------------
-# Running one program
-
-
-def _tail(path: Path, limit: int) -> str:
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+# Limits enforced from outside: cgroups, the whole-tree memory watchdog, killing leftovers
 
 
 def _make_cgroup(controller: str, name: str, settings: dict[str, str]) -> Path | None:
@@ -370,11 +410,7 @@ def _is_zombie(proc_dir: Path) -> bool:
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL every process running as ``uid`` (a slot's own uid: only its program uses it).
-
-    Without a pid namespace or cgroup, a program could escape the process group with setsid();
-    its uid still gives it away.
-    """
+    """SIGKILL every process running as ``uid`` (a slot's own uid: only its program uses it)."""
     for _ in range(50):
         found = False
         for entry in Path("/proc").iterdir():
@@ -399,14 +435,6 @@ def _read_int(path: Path) -> int:
         return 0
 
 
-@lru_cache(maxsize=None)
-def _site_dirs() -> tuple[str, ...]:
-    import site
-
-    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
-    return tuple(d for d in dirs if os.path.isdir(d))
-
-
 def _oom_killed(group: Path) -> bool:
     try:
         for line in (group / "memory.oom_control").read_text().splitlines():
@@ -417,70 +445,150 @@ def _oom_killed(group: Path) -> bool:
     return _read_int(group / "memory.failcnt") > 0
 
 
-def run_program(source: str, limits: SandboxLimits = SandboxLimits(), slot: int = 0) -> Result:
-    """Run ``source`` as ``__main__`` in a fresh sandbox; passed means it ran to its end."""
-    ns = _unshare_args()
-    is_root = os.geteuid() == 0
-    uid = slot_uid(slot)
+def _tree_memory(pid: int) -> int:
+    """Bytes of private memory (anonymous and shared-memory pages) of ``pid`` and all its descendants."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(("RssAnon:", "RssShmem:")):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class _MemoryWatchdog:
+    """Without a memory cgroup, one thread sums each sandbox's process tree every 50 ms and kills
+    a tree over its limit (RLIMIT_AS alone caps each process, not a tree of them)."""
+
+    def __init__(self) -> None:
+        self._trees: dict[int, tuple[int, threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, pid: int, limit: int) -> threading.Event:
+        hit = threading.Event()
+        with self._lock:
+            self._trees[pid] = (limit, hit)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="tulu-sandbox-memory", daemon=True)
+                self._thread.start()
+        return hit
+
+    def unwatch(self, pid: int) -> None:
+        with self._lock:
+            self._trees.pop(pid, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.05)
+            with self._lock:
+                trees = list(self._trees.items())
+            for pid, (limit, hit) in trees:
+                if _tree_memory(pid) > limit:
+                    hit.set()
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+
+_watchdog = _MemoryWatchdog()
+
+
+# --------------------------------------------------------------------------------------------
+# Running one program
+
+
+def _config(source: str, limits: SandboxLimits, mode: str, base: Path, uid: int | None, report_fd: int, disabled: frozenset[str]) -> dict:
+    """The boot's configuration (see sandbox_boot.py)."""
+    root = os.geteuid() == 0
+    binds, links = _view()
     cpu = limits.cpu_seconds if limits.cpu_seconds is not None else int(limits.timeout) + 1
-    base = Path(tempfile.mkdtemp(prefix="tulu_sandbox_"))
-    base.chmod(0o711)  # the program must traverse into work/ but not list or read our files
-    work = base / "work"
-    work.mkdir(mode=0o700)
-    (work / "program.py").write_text(source, encoding="utf-8")
-    if uid is not None:
-        os.chown(work, uid, uid)
-        os.chown(work / "program.py", uid, uid)
-    name = f"tulu_sandbox_{uuid.uuid4().hex[:12]}"
-    pids_group = _make_cgroup("pids", name, {"pids.max": str(limits.max_processes + 2)})
-    mem_bytes = limits.memory_mb * 1024 * 1024
-    mem_group = _make_cgroup(
-        "memory",
-        name,
-        {"memory.limit_in_bytes": str(mem_bytes + (64 << 20)),
-         "memory.memsw.limit_in_bytes": str(mem_bytes + (64 << 20))},
-    )
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
-           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     cfg = {
-        "workdir": str(work),
-        "private_tmp": "--mount-proc" in ns and is_root,
+        "mode": mode,
+        "source": source,
+        "report_fd": report_fd,
+        "site_dirs": list(_site_dirs()),
         "cpu_seconds": cpu,
-        "deadline": int(limits.timeout) + 3,
-        "memory": mem_bytes,
+        "memory": limits.memory_mb * 1024 * 1024,
         "file_size": limits.file_size_mb * 1024 * 1024,
         "nofile": limits.max_open_files,
         "disk_mb": limits.disk_mb,
-        "nproc": limits.max_processes,
+        "deadline": int(limits.timeout) + 3,  # the boot's own, in case the evaluation process dies first
         "uid": uid,
-        "guard": limits.guard,
-        "net_isolated": "--net" in ns,
-        "env": env,
-        "site_dirs": _site_dirs(),
+        "disable": sorted(disabled),
     }
-    # -S skips site's .pth processing (most of the interpreter's start-up time); the
-    # site-packages folders are put on sys.path by the boot code so installed packages import.
-    cmd = [*ns, sys.executable, "-I", "-S", "-B", "-c", _BOOT, repr(cfg)]
+    if mode in ("namespaces", "bwrap"):
+        # The namespace's init is one more process of the same user in the user namespace.
+        cfg.update(cwd="/tmp", userns=not root, root=str(base / "root"), binds=binds, links=links,
+                   nproc=limits.max_processes + (0 if root else 1), parent=os.getpid(),
+                   seccomp={"fork": True, "unix_sockets": True, "signal_pid": None})  # fmt: skip
+        if mode == "bwrap":
+            cfg["mode"] = "inner"
+    else:
+        work = str(base / "work")
+        reads = sorted({src for src, _ in binds} | {os.path.realpath(p) for _, p in links})
+        cfg.update(cwd=work, nproc=None, landlock={"read": reads, "write": [work], "devices": list(_DEVICES)},
+                   keep_read_search=root, seccomp={"fork": False, "unix_sockets": False, "signal_pid": "self"})  # fmt: skip
+    cfg["env"] = _environment(cfg["cwd"])
+    return cfg
+
+
+def _spawn(source: str, limits: SandboxLimits, slot: int, mode: str, disabled: frozenset[str] | None = None) -> Result:
+    """Run one program in ``mode`` (bwrap | namespaces | fallback) and judge the outcome."""
+    import marshal
+
+    uid = slot_uid(slot)
+    base = Path(tempfile.mkdtemp(prefix="tulu_sandbox_"))
+    base.chmod(0o711)  # the slot's uid must reach work/ (fallback) but not list or read our files
+    if mode == "namespaces":
+        (base / "root").mkdir(mode=0o700)
+    else:
+        (base / "work").mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(base / "work", uid, uid)
+    report_r, report_w = os.pipe()
+    cfg = _config(source, limits, mode, base, uid, report_w, _DISABLED if disabled is None else disabled)
+    name = f"tulu_sandbox_{uuid.uuid4().hex[:12]}"
+    pids_group = _make_cgroup("pids", name, {"pids.max": str(limits.max_processes + 3)})
+    mem_bytes = limits.memory_mb * 1024 * 1024
+    mem_group = _make_cgroup("memory", name, {"memory.limit_in_bytes": str(mem_bytes + (64 << 20)),
+                                              "memory.memsw.limit_in_bytes": str(mem_bytes + (64 << 20))})  # fmt: skip
+    # -S skips site's .pth processing (most of the interpreter's start-up time); the boot puts the
+    # site-packages folders on sys.path so installed packages import.
+    cmd = [sys.executable, "-I", "-S", "-B", str(BOOT)]
+    if mode == "bwrap":
+        try:
+            cmd = [*_bwrap_command(cfg), "--", *cmd]
+        except FileNotFoundError as e:
+            shutil.rmtree(base, ignore_errors=True)
+            return Result(passed=False, status="sandbox_error", returncode=None, duration=0.0, stderr_tail=str(e))
     groups = [g for g in (pids_group, mem_group) if g is not None]
     if groups:
-        # Join the cgroups from a tiny shell before exec, so the whole tree is counted from
-        # its first instruction (preexec_fn is unsafe in our threaded pool).
+        # Join the cgroups from a tiny shell before exec, so the whole tree is counted from its
+        # first instruction (preexec_fn is unsafe in our threaded pool).
         joins = " && ".join(f"echo $$ > {g / 'cgroup.procs'}" for g in groups)
         cmd = ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *cmd]
     out_path, err_path = base / "stdout", base / "stderr"
     nonce = secrets.token_hex(16)
-    status, timed_out = "failed", False
+    payload = marshal.dumps(cfg)
+    timed_out, oom = False, False
     start = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=str(work),
-                                env=env, close_fds=True, start_new_session=True)
         try:
-            proc.stdin.write((nonce + "\n").encode())
-            proc.stdin.close()
-        except OSError:
-            pass
-        # A timer kills on time-out, so the wait below blocks in waitpid instead of polling
-        # (Popen.wait(timeout) sleeps in steps of up to 50 ms, a large share of a short run).
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=str(base), env=cfg["env"],
+                                    close_fds=True, pass_fds=(report_w,), start_new_session=True)  # fmt: skip
+        finally:
+            os.close(report_w)
+        hit = _watchdog.watch(proc.pid, mem_bytes + (64 << 20)) if mem_group is None else None
         expired = threading.Event()
 
         def _expire() -> None:
@@ -490,9 +598,15 @@ def run_program(source: str, limits: SandboxLimits = SandboxLimits(), slot: int 
             except OSError:
                 pass
 
+        # A timer kills on time-out, so the wait below blocks in waitpid instead of polling.
         timer = threading.Timer(limits.timeout, _expire)
         timer.start()
         try:
+            try:
+                proc.stdin.write(b"%d\n" % len(payload) + payload + nonce.encode() + b"\n")
+                proc.stdin.close()
+            except OSError:
+                pass  # the boot died before reading it all: its exit status says why
             proc.wait()
         finally:
             timer.cancel()
@@ -501,39 +615,54 @@ def run_program(source: str, limits: SandboxLimits = SandboxLimits(), slot: int 
                 os.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
-            oom = mem_group is not None and _oom_killed(mem_group)
+            if hit is not None:
+                _watchdog.unwatch(proc.pid)
+                oom = hit.is_set()
+            oom = oom or (mem_group is not None and _oom_killed(mem_group))
             for g in groups:
                 _remove_cgroup(g)
-            if uid is not None:
+            if uid is not None and mode == "fallback":
                 _kill_uid(uid)
             rc = proc.wait()
     duration = time.monotonic() - start
-    stdout = _tail(out_path, limits.output_bytes + 64)
-    stderr = _tail(err_path, limits.output_bytes)
+    os.set_blocking(report_r, False)
+    report = b""
+    try:
+        while chunk := os.read(report_r, 4096):
+            report += chunk
+            if len(report) > 4096:
+                break
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(report_r)
+    layers, _, token = report.decode("utf-8", "replace").partition("\n")
+    stdout = excerpt(_tail(out_path, 4 * limits.output_bytes), limits.output_bytes)
+    stderr = excerpt(_tail(err_path, 4 * limits.output_bytes), limits.output_bytes)
     out_size = out_path.stat().st_size + err_path.stat().st_size
-    passed = not timed_out and rc == 0 and stdout.endswith("\n" + nonce + "\n")
+    shutil.rmtree(base, ignore_errors=True)
+    passed = not timed_out and not oom and rc == 0 and token == nonce + "\n"
     if passed:
         status = "passed"
-        stdout = stdout[: -len(nonce) - 2]
-    elif timed_out:
+    elif timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU, 124):
         status = "timeout"
     elif rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or out_size >= cfg["file_size"]:
         status = "output_limit"
-    elif rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-        status = "timeout"
-    elif "MemoryError" in stderr or oom:
+    elif oom or "MemoryError" in stderr:
         status = "memory_limit"
+    elif rc == 120:
+        status = "sandbox_error"
     elif rc is not None and (rc < 0 or rc > 128):
         status = "killed"
-    shutil.rmtree(base, ignore_errors=True)
-    return Result(
-        passed=passed,
-        status=status,
-        returncode=rc,
-        duration=round(duration, 3),
-        stdout_tail=stdout[-limits.output_bytes:],
-        stderr_tail=stderr,
-    )
+    else:
+        status = "failed"
+    return Result(passed=passed, status=status, returncode=rc, duration=round(duration, 3),
+                  stdout_tail=stdout, stderr_tail=stderr, sandbox=layers)  # fmt: skip
+
+
+def run_program(source: str, limits: SandboxLimits = SandboxLimits(), slot: int = 0) -> Result:
+    """Run ``source`` as ``__main__`` in a fresh sandbox; passed means it ran to its end."""
+    return _spawn(source, limits, slot, _enforce_policy())
 
 
 def run_programs(
@@ -560,6 +689,8 @@ def run_programs(
             raise ValueError(f"got {len(per_program)} limits for {len(programs)} programs")
     if timeout is not None:
         per_program = [replace(lim, timeout=timeout) for lim in per_program]
+    if programs:
+        _enforce_policy()  # refuse (strict) or warn before the first program, not from a worker
     workers = max(1, min(max_workers or os.cpu_count() or 1, len(programs) or 1))
     slots: queue.Queue[int] = queue.Queue()
     for s in range(workers):

@@ -27,6 +27,7 @@ class TaskExtraOptions(Options):
     truthfulqa_info_judge: Optional[str] = None
     input_file: Union[dict[str, Path], Path, None] = None  # one PATH, or {task: PATH}
     task_args: dict[str, str] = {}
+    sandbox: Literal["auto", "strict", "bwrap", "namespaces"] = "auto"  # jail of generated code (evaluation/sandbox.py POLICIES)
 
     @field_validator("task_args", mode="before")
     @classmethod

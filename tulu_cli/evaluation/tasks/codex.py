@@ -317,7 +317,7 @@ class CodeTask(Task):
         metrics["num_executed"] = len(todo)  # programs run now: not cached, duplicates once
         metrics["status"] = dict(sorted(statuses.items()))
         metrics["data"] = self.data_info(ctx)
-        _write_execution_log(ctx, self.name, owners, keys, results)  # type: ignore[arg-type]
+        metrics["sandbox"] = _write_execution_log(ctx, self.name, owners, keys, results)  # type: ignore[arg-type]
         return metrics
 
     def _job_keys(self, jobs: list[tuple[dict[str, Any], str]], ctx: TaskContext) -> list[str]:
@@ -358,21 +358,35 @@ class _ExecProgress:
             self._bar.__exit__(*exc)
 
 
-def _write_execution_log(ctx: TaskContext, name: str, owners: list[tuple[str, int]], keys: list[str], results: list[dict[str, Any]]) -> None:
-    """execution.jsonl beside the predictions: one line per sample, with why it failed."""
+def _write_execution_log(ctx: TaskContext, name: str, owners: list[tuple[str, int]], keys: list[str], results: list[dict[str, Any]]) -> str:
+    """execution.jsonl beside the predictions: one line per sample, with why it failed (a bounded,
+    escaped excerpt) and the sandbox level it ran under. Returns the weakest level among them."""
     from tulu_cli.evaluation.judges import side_dir
+    from tulu_cli.evaluation.sandbox import LEVELS, excerpt, isolation_level
 
+    level = None
+    rows = []
+    for (tid, j), key, res in zip(owners, keys, results):
+        row = {"task_id": tid, "sample": j, **res, "key": key}
+        if "sandbox" not in row:  # run now (a reused outcome keeps the level it was settled under)
+            level = level or isolation_level()
+            row["sandbox"] = level
+        if isinstance(row.get("error"), str):
+            row["error"] = excerpt(row["error"], 400)
+        rows.append(row)
     folder = side_dir(ctx.options, name)
-    if folder is None:
-        return
-    from tulu_cli.evaluation.results import rewrite_rows
+    if folder is not None:
+        from tulu_cli.evaluation.results import rewrite_rows
 
-    rewrite_rows(folder / "execution.jsonl", ({"task_id": tid, "sample": j, **res, "key": key} for (tid, j), key, res in zip(owners, keys, results)))
+        rewrite_rows(folder / "execution.jsonl", rows)
+    order = list(LEVELS)
+    return max((r["sandbox"] for r in rows), key=lambda lv: order.index(lv) if lv in order else len(order), default="")
 
 
 def _read_execution_log(ctx: TaskContext, name: str) -> dict[str, dict[str, Any]]:
     """Settled outcomes (passed or failed) of an earlier execution.jsonl, by check key."""
     from tulu_cli.evaluation.judges import side_dir
+    from tulu_cli.evaluation.sandbox import TRUSTED_LEVELS
 
     folder = side_dir(ctx.options, name)
     path = folder / "execution.jsonl" if folder is not None else None
@@ -385,7 +399,10 @@ def _read_execution_log(ctx: TaskContext, name: str) -> dict[str, dict[str, Any]
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict) and row.get("status") in ("passed", "failed") and isinstance(row.get("key"), str):
+            # Only outcomes settled where the program could not have written this file (its level
+            # kept it out of the results folder); older logs, without a level, run again.
+            if (isinstance(row, dict) and row.get("status") in ("passed", "failed") and isinstance(row.get("key"), str)
+                    and row.get("sandbox") in TRUSTED_LEVELS):  # fmt: skip
                 key = row.pop("key")
                 row.pop("task_id", None)
                 row.pop("sample", None)
