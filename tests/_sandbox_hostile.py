@@ -26,7 +26,8 @@ CANONICAL_PER_PROBLEM = 3
 TIMEOUT = 2  # --task-arg timeout: the sandbox's wall-clock limit per sample
 # Host folders a program must not be able to write (the list, plus /tmp and the results folder).
 WRITABLE_ON_HOST = ("/run/lock", "/dev/shm", "/var/tmp", "/tmp")
-RUNUSER = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin") or "runuser"
+_SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
+RUNUSER, USERADD, USERDEL = (shutil.which(tool, path=_SBIN) for tool in ("runuser", "useradd", "userdel"))
 
 # ---------------------------------------------------------------------------------------------
 # The hostile programs. Each is module-level code run before the tests of its problem, followed by
@@ -448,7 +449,7 @@ class User:
 def create_user() -> User:
     name = f"tulusbx{secrets.token_hex(3)}"
     home = Path("/home") / name
-    subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/sh", name], check=True, capture_output=True)
+    subprocess.run([USERADD, "--create-home", "--home-dir", str(home), "--shell", "/bin/sh", name], check=True, capture_output=True)
     pw = pwd.getpwnam(name)
     return User(name, pw.pw_uid, pw.pw_gid, home)
 
@@ -460,7 +461,7 @@ def remove_user(user: User) -> None:
                 os.kill(int(entry), 9)
         except OSError:
             pass
-    subprocess.run(["userdel", "--remove", user.name], capture_output=True)
+    subprocess.run([USERDEL, "--remove", user.name], capture_output=True)
 
 
 def world_readable_python(dest: Path) -> Path | None:
@@ -624,7 +625,10 @@ def run_hostile_suite(python: str, user: User | None, workdir: Path, jail: str) 
         traps.close()
         canary.kill()
         for pid in processes_with(canary_cmd[1]):
-            os.kill(pid, 9)
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         for left in _left_behind(tag, [*WRITABLE_ON_HOST, str(home), *prefix]):
             Path(left).unlink(missing_ok=True)
         secret_file.unlink(missing_ok=True)

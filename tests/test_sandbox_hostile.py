@@ -32,6 +32,8 @@ def unprivileged():
     if os.geteuid() != 0:
         yield None, sandbox.sys.executable
         return
+    if not (hostile.RUNUSER and hostile.USERADD and hostile.USERDEL):
+        pytest.skip("needs useradd, userdel and runuser to create the unprivileged user")
     folder = hostile.tempdir()
     python = hostile.world_readable_python(folder / "venv")
     if python is None:
@@ -64,7 +66,7 @@ def _check(obs: hostile.Observed, jail: str) -> None:
     # Limits held from outside: processes and private memory of any one sandbox (one pid namespace;
     # the fallback forbids new processes instead).
     assert obs.max_processes <= 32 + 3 and obs.max_memory <= (2048 + 64) << 20
-    assert (obs.max_processes > 0) == (jail != "fallback")
+    assert obs.max_processes > 0 or jail == "fallback"  # the sampler saw the jails
     # Error fields are short and escaped: no terminal escapes from 1 GB of output.
     by_kind = {s.kind: row for s, row in hostile.paired(obs)}
     assert by_kind["huge_output"]["status"] == "output_limit"
