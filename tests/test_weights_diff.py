@@ -204,7 +204,8 @@ def test_bad_check_sum_is_refused(models, tulu_diff, tmp_path):
 def test_missing_folders_are_named(models, tmp_path):
     root, base, tuned = models
     _refused(["weights", "recover", "--base", str(tmp_path / "nope"), "--diff", str(tuned), "--output", str(tmp_path / "o")], tmp_path / "o", "--base", "does not exist")
-    _refused(["weights", "diff", "--base", str(base), "--tuned", str(tmp_path), "--output", str(tmp_path / "o")], tmp_path / "o", "--tuned", "no model weights")
+    (tmp_path / "empty").mkdir()
+    _refused(["weights", "diff", "--base", str(base), "--tuned", str(tmp_path / "empty"), "--output", str(tmp_path / "o")], tmp_path / "o", "--tuned", "no model weights")
     _refused(["weights", "diff", "--base", str(base), "--tuned", str(tuned)], None, "output", "required")
     _refused(["weights", "diff", "--base", str(base), "--tuned", str(tuned), "--output", str(tuned / "sub")], None, "overlaps --tuned")
     _refused(["weights", "diff", "--base", str(base), "--tuned", str(tuned), "--output", str(tmp_path / "o"), "--max-shard-size", "huge"], None, "--max-shard-size")

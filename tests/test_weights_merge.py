@@ -136,9 +136,15 @@ def test_merge_refusals(base, tmp_path):
 
 
 def test_merge_dry_run(base, tmp_path):
-    r = run(["weights", "merge", "--adapter", str(tmp_path), "--output", str(tmp_path / "o"), "--qlora", "--dry-run"])
+    adapter = make_adapter(base, tmp_path / "adapter", targets=("q_proj", "v_proj"))
+    r = run(["weights", "merge", "--adapter", str(adapter), "--output", str(tmp_path / "o"), "--qlora", "--dry-run"])
     assert r.exit_code == 0, r.output
     assert '"qlora": true' in r.output and '"compute_dtype": "bfloat16"' in r.output
+    assert "4 LoRA layer(s) of --adapter fit the base" in r.stderr  # q and v of 2 layers
+    assert no_leftovers(tmp_path / "o")
+    # Dry run checks what a run checks: a folder without an adapter is refused, not "validated".
+    r = run(["weights", "merge", "--adapter", str(tmp_path / "none"), "--output", str(tmp_path / "o"), "--dry-run"])
+    assert r.exit_code == 2 and "--adapter" in r.stderr and "does not exist" in r.stderr
 
 
 def test_tied_embeddings_lora_on_embedding(tmp_path):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors import safe_open
 
+from tulu_cli import paths
 from tulu_cli.errors import TuluError
 from tulu_cli.weights import arch
 from tulu_cli.weights.checkpoint import Checkpoint
@@ -122,6 +126,25 @@ def test_atomic_folder_leaves_nothing_on_failure(tmp_path):
     with atomic_folder(out) as tmp:
         (tmp / "done").write_text("ok")
     assert (out / "done").read_text() == "ok" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_folder_removes_what_killed_runs_left_and_the_folders_it_made(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    left = tmp_path / f".merged.tulu-tmp-{host}-{gone.pid}"  # a merge killed mid-write
+    (left / "model-00001-of-00002.safetensors").parent.mkdir()
+    (left / "model-00001-of-00002.safetensors").write_bytes(b"x" * 4096)
+    replaced = tmp_path / f".other.tulu-old-{host}-{gone.pid}"  # killed between the two renames of a replace
+    replaced.mkdir()
+    with atomic_folder(tmp_path / "new") as tmp:
+        assert tmp == paths.temp_path(tmp_path / "new")
+        (tmp / "done").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
+    with pytest.raises(ValueError):  # a refused run leaves no empty parent folders behind
+        with atomic_folder(tmp_path / "a" / "b" / "out"):
+            raise ValueError("refused")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
 
 
 def test_check_output_rules(tmp_path):

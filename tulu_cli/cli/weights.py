@@ -23,6 +23,12 @@ def _console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _checked(what: str, opts) -> None:
+    """Dry run: the inputs and the output passed every check a real run makes before writing."""
+    _console().print(f"checked: {what}; --output {opts.output} can be written; nothing written")
+    print_resolved(opts)
+
+
 @app.command("diff")
 def diff_cmd(
     base: Annotated[Optional[Path], typer.Option("--base", help="The untuned base model folder (required).", show_default=False)] = None,
@@ -50,11 +56,12 @@ def diff_cmd(
     from tulu_cli.options import resolve_options
 
     opts = resolve_options(DiffOptions, config, {"base": base, "tuned": tuned, "output": output, "overwrite": overwrite, "max_shard_size": max_shard_size})
-    if dry_run:
-        print_resolved(opts)
-        return
     from tulu_cli.weights import make_diff
 
+    if dry_run:
+        r = make_diff(opts, check_only=True)
+        _checked(f"{r['tensors']} tensors of --tuned pair with --base", opts)
+        return
     r = make_diff(opts)
     console = _console()
     console.print(f"[green]wrote[/green] {r['output']}: {r['tensors']} tensors in {r['shards']} shard(s), float32")
@@ -96,11 +103,12 @@ def recover_cmd(
         RecoverOptions, config,
         {"base": base, "diff": diff, "output": output, "check_sum": check_sum, "dtype": dtype, "overwrite": overwrite, "max_shard_size": max_shard_size},
     )
-    if dry_run:
-        print_resolved(opts)
-        return
     from tulu_cli.weights import recover
 
+    if dry_run:
+        r = recover(opts, check_only=True)
+        _checked(f"{r['tensors']} tensors of --diff pair with --base" + (", manifest consistent" if r["verified"] else ""), opts)
+        return
     r = recover(opts)
     console = _console()
     console.print(f"[green]wrote[/green] {r['output']}: {r['tensors']} tensors in {r['shards']} shard(s)")
@@ -150,11 +158,12 @@ def merge_cmd(
             "dtype": dtype, "save_tokenizer": save_tokenizer, "overwrite": overwrite, "max_shard_size": max_shard_size,
         },
     )
-    if dry_run:
-        print_resolved(opts)
-        return
     from tulu_cli.weights import merge
 
+    if dry_run:
+        r = merge(opts, check_only=True)
+        _checked(f"{r['lora_layers']} LoRA layer(s) of --adapter fit the base {r['base']}", opts)
+        return
     r = merge(opts)
     console = _console()
     how = "dequantized 4-bit base" if r["qlora"] else "base"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tulu_cli.errors import TuluError
+
 # Buffers that 2023-era transformers saved in checkpoints (and so in the released Alpaca / Tulu v1
 # diffs) but that today's models rebuild from the config and no longer load.
 NON_LEARNED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -27,7 +29,10 @@ def meta_model(config: Any):
 def load_config(folder: Path):
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(str(folder))
+    try:
+        return AutoConfig.from_pretrained(str(folder))
+    except Exception as e:  # noqa: BLE001 - unknown model_type, bad fields: transformers raises several types
+        raise TuluError(f"{Path(folder) / 'config.json'}: transformers cannot load this config ({' '.join(str(e).split())[:300]})") from None
 
 
 def describe(folder: Path) -> tuple[set[str], list[str]]:

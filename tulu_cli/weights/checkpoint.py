@@ -47,6 +47,8 @@ def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
             header = json.loads(f.read(n))
     except (ValueError, UnicodeDecodeError) as e:
         raise TuluError(f"{path}: corrupt safetensors file ({e})") from None
+    except OSError as e:
+        raise TuluError(f"{path}: cannot read ({e.strerror or e})") from None
     if not isinstance(header, dict):
         raise TuluError(f"{path}: corrupt safetensors file (header is not a mapping)")
     header.pop("__metadata__", None)
@@ -74,6 +76,8 @@ def weight_files(folder: Path, label: str) -> tuple[dict[str, Path], str]:
         if index.is_file():
             try:
                 weight_map = json.loads(index.read_text())["weight_map"]
+            except OSError as e:
+                raise TuluError(f"{index}: cannot read ({e.strerror or e})") from None
             except (ValueError, KeyError, TypeError):
                 raise TuluError(f"{index}: corrupt index file (expected a JSON object with a 'weight_map')") from None
             files = {k: folder / v for k, v in weight_map.items()}
@@ -169,10 +173,14 @@ class Checkpoint:
             raise TuluError(f"{path}: cannot read tensor '{key}' ({e})") from None
 
     def config(self) -> dict[str, Any]:
+        """The folder's config.json; missing or unreadable is the user's to fix."""
         path = self.folder / "config.json"
         if not path.is_file():
-            raise TuluError(f"{self.label} {self.folder}: config.json is missing")
+            raise TuluError(f"{self.label} {self.folder}: config.json is missing (not a Hugging Face model folder)")
         try:
-            return json.loads(path.read_text())
-        except ValueError as e:
-            raise TuluError(f"{path}: invalid JSON ({e})") from None
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise TuluError(f"{path}: cannot read the model config ({e})") from None
+        if not isinstance(config, dict) or "model_type" not in config:
+            raise TuluError(f"{path}: not a model config (no 'model_type' key)")
+        return config

@@ -68,18 +68,22 @@ def _check_pairing(base: Checkpoint, other: Checkpoint, other_flag: str, emb: se
     return grown
 
 
-def make_diff(opts: Any) -> dict[str, Any]:
-    """Write ``tuned - base`` in float32 (HF model folder + tuned tokenizer) plus a manifest; return a summary."""
-    from safetensors.torch import save_file
+def make_diff(opts: Any, check_only: bool = False) -> dict[str, Any]:
+    """Write ``tuned - base`` in float32 (HF model folder + tuned tokenizer) plus a manifest; return a summary.
 
+    ``check_only`` (dry run): every check on the inputs and the output, then return before any work.
+    """
+    check_output(opts.output, opts.overwrite, [("--base", Path(opts.base)), ("--tuned", Path(opts.tuned))])  # first: reading inputs costs
     base = Checkpoint(opts.base, "--base")
     tuned = Checkpoint(opts.tuned, "--tuned")
-    check_output(opts.output, opts.overwrite, [("--base", base.folder), ("--tuned", tuned.folder)])
+    base.config(), tuned.config()  # both must be model folders (the reference scripts load them whole): refuse now
     emb, order = arch.describe(tuned.folder)
     emb = emb & set(tuned.keys()) or arch.embedding_keys(tuned.folder, tuned.keys())
     grown = _check_pairing(base, tuned, "--tuned", emb)
     keys = [k for k in tuned.keys() if not arch.is_non_learned(k)]
     entries = [(k, "float32", tuned.shape[k]) for k in keys]
+    if check_only:
+        return {"output": str(opts.output), "tensors": len(keys), "base_rows_added": max(grown.values(), default=0)}
 
     tensors: dict[str, dict[str, Any]] = {}
     fixups: dict[str, Any] = {}
@@ -114,6 +118,8 @@ def make_diff(opts: Any) -> dict[str, Any]:
                 del t, b, b_raw, d, r32, r
         writer.close()
         if fixups:
+            from safetensors.torch import save_file
+
             save_file(fixups, str(tmp / FIXUPS))
         check_sum = _check_sum(sums, order)
         manifest = {
@@ -178,11 +184,15 @@ def _load_fixups(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         raise TuluError(f"{path}: corrupt fix-up file ({e})") from None
 
 
-def recover(opts: Any) -> dict[str, Any]:
-    """Add a diff back onto its base and write the tuned model; refuse (writing nothing) on any mismatch."""
+def recover(opts: Any, check_only: bool = False) -> dict[str, Any]:
+    """Add a diff back onto its base and write the tuned model; refuse (writing nothing) on any mismatch.
+
+    ``check_only`` (dry run): every check that needs no tensor data, then return before any work.
+    """
+    check_output(opts.output, opts.overwrite, [("--base", Path(opts.base)), ("--diff", Path(opts.diff))])  # first: reading inputs costs
     base = Checkpoint(opts.base, "--base")
     diff = Checkpoint(opts.diff, "--diff")
-    check_output(opts.output, opts.overwrite, [("--base", base.folder), ("--diff", diff.folder)])
+    base.config(), diff.config()  # the recovered model takes the diff's config; both must be model folders
     manifest = load_manifest(diff.folder)
     emb, order = arch.describe(diff.folder)
     emb = emb & set(diff.keys()) or arch.embedding_keys(diff.folder, diff.keys())
@@ -211,6 +221,8 @@ def recover(opts: Any) -> dict[str, Any]:
         return manifest["tensors"][k]["dtype"] if manifest is not None else "float32"
 
     entries = [(k, out_dtype(k), diff.shape[k]) for k in keys]
+    if check_only:
+        return {"output": str(opts.output), "tensors": len(keys), "base_rows_added": max(grown.values(), default=0), "verified": manifest is not None}
     sums: dict[str, Any] = {}
     config = None
     for k in buffers:  # summed by the Alpaca check, not written: today's models rebuild them

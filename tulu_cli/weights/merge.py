@@ -31,6 +31,15 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json"))
 
 
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # noqa: BLE001 - transformers raises many types for damaged tokenizer files
+        raise TuluError(f"{folder}: cannot load its tokenizer ({' '.join(str(e).split())[:300]})") from None
+
+
 def read_adapter(adapter: Path) -> tuple[Any, dict[str, Any]]:
     """The adapter's PEFT config and state dict (small: LoRA matrices and any saved full modules)."""
     if not adapter.is_dir():
@@ -129,14 +138,18 @@ def lora_layers(base_config: Any, peft_config: Any, lora_state: dict[str, Any]) 
     return layers
 
 
-def load_4bit(base_dir: Path, compute_dtype: str) -> Any:
-    """The base in 4-bit nf4 with double quantization, the way QLoRA trained on it."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
+def _need_bitsandbytes() -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise TuluError("--qlora needs bitsandbytes: pip install 'tulu-cli[qlora]'") from None
+
+
+def load_4bit(base_dir: Path, compute_dtype: str) -> Any:
+    """The base in 4-bit nf4 with double quantization, the way QLoRA trained on it."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _need_bitsandbytes()
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -182,14 +195,21 @@ def resolve_base(opts: Any, peft_config: Any) -> Path:
     return Path(named)
 
 
-def merge(opts: Any) -> dict[str, Any]:
-    """Write base + LoRA delta as a plain model folder; return a summary of what was done."""
+def merge(opts: Any, check_only: bool = False) -> dict[str, Any]:
+    """Write base + LoRA delta as a plain model folder; return a summary of what was done.
+
+    ``check_only`` (dry run): read and check the adapter, the base and the output, then return
+    before any work (for QLoRA, before the 4-bit load).
+    """
+    adapter = Path(opts.adapter)
+    # The output first: reading the adapter imports peft and torch (seconds) and may be in vain.
+    check_output(opts.output, opts.overwrite, [("--adapter", adapter)] + ([("--base", Path(opts.base))] if opts.base is not None else []))
     import torch
 
-    adapter = Path(opts.adapter)
     peft_config, state = read_adapter(adapter)
     base_dir = resolve_base(opts, peft_config)
     base = Checkpoint(base_dir, "--base")
+    base.config()  # the merged model takes it: a folder without one is refused now
     check_output(opts.output, opts.overwrite, [("--adapter", adapter), ("--base", base.folder)])
     config = arch.load_config(base.folder)
     emb = arch.embedding_keys(base.folder, base.keys())
@@ -199,10 +219,10 @@ def merge(opts: Any) -> dict[str, Any]:
     rows = {k: base.shape[k][0] for k in emb}
     target = max(rows.values(), default=0)
     tokenizer_dir = adapter if _has_tokenizer(adapter) else (base.folder if _has_tokenizer(base.folder) else None)
+    # Loaded now, not at save time, so a damaged tokenizer is refused before the merge.
+    tokenizer = _tokenizer(tokenizer_dir) if tokenizer_dir is not None and (opts.save_tokenizer or tokenizer_dir == adapter) else None
     if tokenizer_dir == adapter:
-        from transformers import AutoTokenizer
-
-        target = max(target, len(AutoTokenizer.from_pretrained(str(adapter))))
+        target = max(target, len(tokenizer))
     saved_rows = {full[k].shape[0] for k in emb if k in full}
     if saved_rows:
         target = max(saved_rows)
@@ -242,6 +262,10 @@ def merge(opts: Any) -> dict[str, Any]:
             return opts.dtype
         return opts.compute_dtype if opts.qlora else stored
 
+    if check_only:
+        if opts.qlora:
+            _need_bitsandbytes()
+        return {"output": str(opts.output), "base": str(base.folder), "lora_layers": len(layers), "replaced_tensors": len(full)}
     get = base.get
     if opts.qlora:
         get = dequantized_getter(load_4bit(base.folder, opts.compute_dtype))
@@ -269,10 +293,8 @@ def merge(opts: Any) -> dict[str, Any]:
         writer.close()
         skip = TOKENIZER_FILES if tokenizer_dir is not None else ()
         copy_side_files(base.folder, tmp, skip=skip + ("adapter_config.json",))
-        if opts.save_tokenizer and tokenizer_dir is not None:
-            from transformers import AutoTokenizer
-
-            AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(tmp))
+        if opts.save_tokenizer and tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
         fields: dict[str, Any] = {}
         if emb:
             fields["vocab_size"] = target

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from tulu_cli import paths
 from tulu_cli.errors import TuluError
 from tulu_cli.weights.checkpoint import ITEMSIZE, TORCH_TO_ST, dtype_name
 
@@ -128,29 +129,36 @@ def check_output(output: Path, overwrite: bool, inputs: Sequence[tuple[str, Path
             raise TuluError(f"--output {output}: exists and is not a folder")
         if any(output.iterdir()) and not overwrite:
             raise TuluError(f"--output {output}: folder already exists and is not empty; pass --overwrite to replace it")
+    paths.check_output(output, "--output", "folder")
 
 
 @contextlib.contextmanager
 def atomic_folder(output: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``output`` in one rename, on failure it vanishes."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if output.exists() and any(output.iterdir()):
-            old = output.parent / f".{output.name}.old-{os.getpid()}"
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if output.exists():
-                output.rmdir()
-            os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Yield a temporary sibling folder; on success it replaces ``output`` in one rename, on failure it vanishes.
+
+    A killed run cannot clean up: its folder keeps a name (paths.temp_path) that the next run in the
+    same place recognises and deletes.
+    """
+    with paths.new_folders_undone(output.parent):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        paths.clean_stale(output.parent)
+        tmp = paths.temp_path(output)
+        shutil.rmtree(tmp, ignore_errors=True)  # an earlier process with this pid (pids are reused)
+        tmp.mkdir()
+        try:
+            yield tmp
+            if output.exists() and any(output.iterdir()):
+                old = paths.temp_path(output, "old")
+                os.replace(output, old)
+                os.replace(tmp, output)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                if output.exists():
+                    output.rmdir()
+                os.replace(tmp, output)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def copy_side_files(src: Path, dst: Path, skip: Sequence[str] = ()) -> list[str]:
