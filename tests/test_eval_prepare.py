@@ -65,6 +65,7 @@ def test_bad_archive_is_reported(tmp_path):
     with serve(tmp_path / "mirror") as srv:
         res = invoke(["data", "prepare-eval", "mmlu", "--data-dir", str(tmp_path / "d"), "--mirror", srv.base])
     assert res.exit_code == 2 and "data.tar: cannot unpack" in res.stderr
+    assert not (tmp_path / "d").exists()  # neither a half-filled mmlu/ nor the staging nor the data dir it made
 
 
 def test_declared_files_use_published_urls():
@@ -72,3 +73,41 @@ def test_declared_files_use_published_urls():
     assert urls["gsm/test.jsonl"].startswith("https://github.com/openai/grade-school-math/")
     assert urls["mmlu/data.tar"] == "https://people.eecs.berkeley.edu/~hendrycks/data.tar"
     assert len([p for p in urls if p.startswith("bbh/")]) == 54
+
+
+def test_files_gather_in_staging_and_a_later_run_resumes(tmp_path):
+    """What a killed run fetched stays in data/.NAME.tulu-partial/ (never in the benchmark folder); the next
+    run downloads only the rest, then moves the finished benchmark into place and removes the staging."""
+    data = tmp_path / "data"
+    stage = data / ".truthfulqa.tulu-partial"
+    (stage / "truthfulqa").mkdir(parents=True)
+    (stage / "truthfulqa" / "TruthfulQA.csv").write_text("Type,Category,Question\n")  # finished before the kill
+    (stage / "mmlu.unpacking").mkdir()  # an unrelated half-unpacked folder goes with the staging
+    served = tmp_path / "mirror" / "truthfulqa" / "data"
+    served.mkdir(parents=True)
+    (served / "mc_task.json").write_text("[]")
+    with serve(tmp_path / "mirror") as srv:
+        res = invoke(["data", "prepare-eval", "truthfulqa", "--data-dir", str(data), "--mirror", srv.base])
+        assert res.exit_code == 0, res.stderr
+        assert [r[0] for r in srv.requests] == ["truthfulqa/data/mc_task.json"]
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == [
+        "truthfulqa", "truthfulqa/TruthfulQA.csv", "truthfulqa/data", "truthfulqa/data/mc_task.json",
+    ]
+
+
+def test_force_replaces_an_unpacked_folder_whole(tmp_path):
+    src = tmp_path / "mirror" / "mmlu"
+    (src / "data" / "dev").mkdir(parents=True)
+    (src / "data" / "test").mkdir(parents=True)
+    (src / "data" / "test" / "x_test.csv").write_text("q,a,b,c,d,A\n")
+    with tarfile.open(src / "data.tar", "w") as t:
+        t.add(src / "data", arcname="data")
+    data = tmp_path / "data"
+    (data / "mmlu" / "data" / "test").mkdir(parents=True)
+    (data / "mmlu" / "data" / "test" / "stale_test.csv").write_text("old")
+    with serve(tmp_path / "mirror") as srv:
+        res = invoke(["data", "prepare-eval", "mmlu", "--data-dir", str(data), "--mirror", srv.base, "--force"])
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == [
+        "mmlu", "mmlu/data", "mmlu/data/dev", "mmlu/data/test", "mmlu/data/test/x_test.csv",
+    ]

@@ -39,12 +39,14 @@ def prepare_eval(
         config,
         {"benchmarks": benchmarks, "data_dir": data_dir, "mirror": mirror, "cache_dir": cache_dir, "force": force},
     )
-    if dry_run:
-        print_resolved(opts)
-        return
     from rich.console import Console
 
-    from tulu_cli.evaluation.prepare import prepare_eval as run
+    from tulu_cli.evaluation.prepare import preflight, prepare_eval as run
+
+    if dry_run:
+        preflight(opts)
+        print_resolved(opts)
+        return
 
     done = run(opts)
     console = Console(stderr=True)
