@@ -142,7 +142,8 @@ def test_error_not_utf8_and_bom_accepted(tok_dir, tmp_path):
 def test_error_malformed_line(tok_dir):
     r = run(str(FIXTURES / "malformed.jsonl"), "--tokenizer", str(tok_dir))
     assert r.exit_code == 2
-    assert "malformed.jsonl:2: invalid JSON" in r.stderr and "Traceback" not in r.output
+    # The line stops mid-object (a truncated copy): said so, not the parser's "Expecting value".
+    assert "malformed.jsonl:2: truncated JSON" in r.stderr and "Traceback" not in r.output
 
 
 def test_error_bad_role_names_line_and_field(tok_dir):
@@ -170,7 +171,19 @@ def test_error_folder_without_tokenizer(tmp_path):
     (tmp_path / "empty").mkdir()
     r = run(str(SAMPLE), "--tokenizer", str(tmp_path / "empty"))
     assert r.exit_code == 2
-    assert "cannot load a tokenizer" in r.stderr and "Traceback" not in r.output
+    assert "empty: no tokenizer in this folder (none of tokenizer.json" in r.stderr and "Traceback" not in r.output
+
+
+def test_error_damaged_tokenizer_is_one_whole_line(tmp_path, tok_dir):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tok_dir, bad)
+    (bad / "tokenizer.json").unlink()  # config left, no vocabulary: transformers' many-line message
+    r = run(str(SAMPLE), "--tokenizer", str(bad))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.stderr
+    assert "cannot load a tokenizer from this folder" in lines[0] and not lines[0].rstrip().endswith(":")
 
 
 def test_error_tokenizer_flag_required():

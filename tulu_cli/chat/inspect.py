@@ -13,6 +13,7 @@ from tulu_cli.jsonl import read_jsonl
 TRAINED_STYLE = "bold green"
 MASKED_STYLE = "dim"
 PERCENTILES = (50, 90, 95, 99)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def load_tokenizer(path: Path):
@@ -20,13 +21,16 @@ def load_tokenizer(path: Path):
     p = Path(path)
     if not p.is_dir():
         raise TuluError(f"--tokenizer {p}: no such directory")
+    if not any((p / name).is_file() for name in TOKENIZER_FILES):
+        raise TuluError(f"--tokenizer {p}: no tokenizer in this folder (none of {', '.join(TOKENIZER_FILES)})")
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(str(p))
     except Exception as e:  # transformers raises many types for a bad folder
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TuluError(f"--tokenizer {p}: cannot load a tokenizer from this folder: {first}") from None
+        # Its messages run over several lines (a list of alternatives); keep all of it, on one line.
+        why = " ".join(str(e).split())[:400] or type(e).__name__
+        raise TuluError(f"--tokenizer {p}: cannot load a tokenizer from this folder: {why}") from None
 
 
 def check_file(path: Path) -> Path:
@@ -157,12 +161,8 @@ def _summary_tables(summary: dict[str, Any]):
     return tables
 
 
-def inspect_file(opts: Any, console: Any = None) -> dict[str, Any]:
-    """Encode every row of ``opts.file``; print the first examples and the summary; return the summary."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.rule import Rule
-
+def preflight(opts: Any) -> tuple[Path, Any]:
+    """Every check before encoding (the whole of a dry run): template, file, tokenizer; returns the last two."""
     from tulu_cli.chat.templates import check_template
 
     check_template(opts.template)
@@ -170,8 +170,16 @@ def inspect_file(opts: Any, console: Any = None) -> dict[str, Any]:
         raise TuluError("FILE is required: the JSONL file to inspect")
     if opts.tokenizer is None:
         raise TuluError("--tokenizer DIR is required: the tokenizer folder to encode with")
-    path = check_file(opts.file)
-    tokenizer = load_tokenizer(opts.tokenizer)
+    return check_file(opts.file), load_tokenizer(opts.tokenizer)
+
+
+def inspect_file(opts: Any, console: Any = None) -> dict[str, Any]:
+    """Encode every row of ``opts.file``; print the first examples and the summary; return the summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.rule import Rule
+
+    path, tokenizer = preflight(opts)
     quiet = bool(opts.json_output)
     # Human-readable output goes to stderr in --json mode so stdout stays one JSON document.
     console = console or Console(stderr=quiet, highlight=False)

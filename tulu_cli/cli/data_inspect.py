@@ -65,10 +65,12 @@ def inspect(
             "json_output": json_output,
         },
     )
+    from tulu_cli.chat.inspect import inspect_file, preflight
+
     if dry_run:
+        preflight(opts)
         print_resolved(opts)
         return
-    from tulu_cli.chat.inspect import inspect_file
 
     summary = inspect_file(opts)
     if opts.json_output:
