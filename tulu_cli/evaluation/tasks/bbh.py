@@ -22,7 +22,7 @@ SUBTASKS = (
     "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects", "web_of_lies",
     "word_sorting",
 )
-_RAW = "https://raw.githubusercontent.com/suzgunmirac/BIG-Bench-Hard/main"
+_RAW = "https://raw.githubusercontent.com/suzgunmirac/BIG-Bench-Hard/9ee07bd481feebf959a6b59d61ea57bdcf30964d"  # main, pinned
 
 # open-instruct's pattern, character class and all: "[t|T]" also matches "|he answer is".
 _ANSWER = re.compile(r"[t|T]he answer is (.*?)\.")

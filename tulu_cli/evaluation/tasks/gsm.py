@@ -72,7 +72,8 @@ def extract_last_number(output: str) -> str:
 class GSM(Task):
     data_name = "gsm"
     data_files = (
-        DataFile("gsm/test.jsonl", "https://github.com/openai/grade-school-math/raw/master/grade_school_math/data/test.jsonl"),
+        # master as open-instruct fetched it, pinned to its commit (unchanged since 2021)
+        DataFile("gsm/test.jsonl", "https://github.com/openai/grade-school-math/raw/3101c7d5072418e28b9008a6636bde82a006892c/grade_school_math/data/test.jsonl"),
     )
     required = ("gsm/test.jsonl",)
     kind = "generate"
