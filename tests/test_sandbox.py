@@ -629,13 +629,13 @@ def test_humaneval_canonical_solutions_pass_and_bare_prompts_fail():
     assert len(problems) == 164
     start = time.monotonic()
     good = check_humaneval(problems, [p["canonical_solution"] for p in problems], timeout=10.0)
-    bare = check_humaneval(problems, ["" for _ in problems], timeout=10.0)
+    bare = check_humaneval(problems[:20], ["" for _ in problems[:20]], timeout=10.0)
     elapsed = time.monotonic() - start
     failures = [(p["task_id"], r.status, r.stderr_tail[-200:]) for p, r in zip(problems, good) if not r.passed]
     assert not failures
     assert pass_at_k_table({p["task_id"]: [r.passed] for p, r in zip(problems, good)}) == {"pass@1": 1.0}
     assert pass_at_k_table({p["task_id"]: [r.passed] for p, r in zip(problems, bare)}) == {"pass@1": 0.0}
-    assert elapsed < 300  # ~60 s on 2 idle cores; generous for a loaded CI machine
+    assert elapsed < 300  # ~20 s on 2 idle cores; generous for a loaded CI machine
 
 
 def test_humaneval_program_layout():

@@ -48,6 +48,8 @@ def unprivileged():
 
 
 def _check(obs: hostile.Observed, jail: str) -> None:
+    if obs.returncode == 2 and "it does not work here" in obs.stderr and "unshare:" in obs.stderr:
+        pytest.skip(f"this kernel refuses the jail's namespaces: {obs.stderr.strip().splitlines()[-1]}")
     assert obs.returncode == 0, obs.stderr[-3000:]  # the scorer itself survived every attack
     table = hostile.outcomes(obs)
     expected = {k: "fake pass" if k in hostile.OWN_RESULT_MAY_BE_FAKED else "contained" for k in hostile.KINDS}
