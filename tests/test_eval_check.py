@@ -101,10 +101,17 @@ def test_code_tasks_on_a_chat_api_need_stop_override(tmp_path, no_model):
     assert no_model == []
 
 
+API = ("--backend", "openai", "--base-url", "http://127.0.0.1:9/v1")  # no model folder to check
+
+
 def test_input_file_in_a_config_file(tmp_path):
     cfg = tmp_path / "eval.yaml"
     cfg.write_text("input_file:\n  ifeval: my_inputs.jsonl\n  xstest: prompts.csv\n")
-    res = _run(tmp_path, "-t", "ifeval,xstest", "--config", str(cfg), "--dry-run")
+    res = _run(tmp_path, "-t", "ifeval,xstest", "--config", str(cfg), "-d", str(tmp_path), *API, "--dry-run")
+    assert res.exit_code == 2 and "--input-file: my_inputs.jsonl does not exist" in res.stderr  # --dry-run checks the files too
+    (tmp_path / "my_inputs.jsonl").write_text((FIX / "ifeval/input_data.jsonl").read_text())
+    (tmp_path / "prompts.csv").write_text((FIX / "eval_safety/xstest/xstest_v2_prompts.csv").read_text())
+    res = _run(tmp_path, "-t", "ifeval,xstest", "--config", str(cfg), "-d", str(tmp_path), *API, "--dry-run")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["input_file"] == {"ifeval": "my_inputs.jsonl", "xstest": "prompts.csv"}
 
@@ -151,7 +158,8 @@ def test_per_task_input_file_goes_to_its_task(tmp_path, no_model):
     res = _run(tmp_path, "-t", "ifeval,xstest", "--input-file", f"ifeval={ifeval_in}", "--input-file", f"ifeval={ifeval_in}")
     assert res.exit_code == 2 and "'ifeval=' given twice" in res.stderr
     assert no_model == []
-    res = _run(tmp_path, "-t", "ifeval,xstest", "--input-file", f"ifeval={ifeval_in}", "--input-file", "xstest=x=y.csv", "--dry-run")
+    (tmp_path / "x=y.csv").write_text((FIX / "eval_safety/xstest/xstest_v2_prompts.csv").read_text())
+    res = _run(tmp_path, "-t", "ifeval,xstest", "--input-file", f"ifeval={ifeval_in}", "--input-file", "xstest=x=y.csv", "-d", str(tmp_path), *API, "--dry-run")
     assert res.exit_code == 0 and json.loads(res.stdout)["input_file"] == {"ifeval": str(ifeval_in), "xstest": "x=y.csv"}
 
 

@@ -91,7 +91,37 @@ def test_score_foreign_responses(tmp_path):
     assert m["inst_level_strict_acc"] == pytest.approx(2 / 4)
     assert m["prompt_level_loose_acc"] == pytest.approx(2 / 3)
     assert m["inst_level_loose_acc"] == pytest.approx(3 / 4)
-    assert (tmp_path / "eval_results_loose.jsonl").is_file()
+    # Not a tulu run folder: nothing is written beside the responses, and stderr says where they could go.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["responses.jsonl"]
+    assert "ifeval's extra result files are not written" in res.stderr and "pass --output FILE" in res.stderr
+
+
+def test_score_writes_result_files_into_output_or_the_run_folder(tmp_path):
+    preds = tmp_path / "responses.jsonl"
+    shutil.copy(FIXTURES / "responses.jsonl", preds)
+    out = tmp_path / "scored" / "metrics.json"
+    out.parent.mkdir()
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    (out.parent / f".metrics.json.tulu-tmp-{socket.gethostname()}-{child.pid}").write_text("{")  # a killed scorer's
+    res = invoke(["eval", "score", "--task", "ifeval", "--predictions", str(preds), "-d", str(FIXTURES), "--output", str(out)])
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["eval_results_loose.jsonl", "eval_results_strict.jsonl", "metrics.json"]
+    strict = [json.loads(line) for line in (out.parent / "eval_results_strict.jsonl").read_text().splitlines()]
+    assert [r["follow_all_instructions"] for r in strict] == [True, False, False]  # 1 of 3 prompts, as the metrics above
+    # Predictions inside a tulu run folder (RUN/results.json beside RUN/ifeval/): the files go beside them.
+    run_task = tmp_path / "run" / "ifeval"
+    run_task.mkdir(parents=True)
+    (tmp_path / "run" / "results.json").write_text("{}")
+    shutil.copy(preds, run_task / "responses.jsonl")
+    res = invoke(["eval", "score", "--task", "ifeval", "--predictions", str(run_task / "responses.jsonl"), "-d", str(FIXTURES)])
+    assert res.exit_code == 0, res.stderr
+    assert "not written" not in res.stderr
+    assert (run_task / "eval_results_loose.jsonl").is_file() and (run_task / "eval_results_strict.jsonl").is_file()
 
 
 def test_input_file_option(tmp_path):

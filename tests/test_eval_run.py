@@ -147,15 +147,20 @@ def test_malformed_data_row_names_file_and_line(tiny_model, shared_data, tmp_pat
     assert res.exit_code == 2 and "anatomy_test.csv:2: expected 6 columns" in res.stderr
 
 
-def test_option_errors(tiny_model, tmp_path):
+def test_option_errors(tiny_model, shared_data, tmp_path):
     res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "gsm_cott", "-o", str(tmp_path)])
     assert res.exit_code == 2 and "did you mean gsm_cot" in res.stderr
     res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "gsm_cot", "-o", str(tmp_path), "--batch-size", "zero"])
     assert res.exit_code == 2 and "--batch-size" in res.stderr
-    res = invoke(["eval", "run", "-m", str(tmp_path / "nope"), "-t", "gsm_cot", "-o", str(tmp_path), "--dry-run"])
+    data = str(shared_data / "eval")
+    # --dry-run runs every check a real run makes before loading the model, the model folder included.
+    res = invoke(["eval", "run", "-m", str(tmp_path / "nope"), "-t", "gsm_cot", "-d", data, "-o", str(tmp_path), "--dry-run"])
+    assert res.exit_code == 2 and f"--model {tmp_path / 'nope'}: no such folder" in res.stderr
+    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "gsm_cot", "-d", data, "-o", str(tmp_path / "o"), "--dry-run"])
     assert res.exit_code == 0 and json.loads(res.stdout)["tasks"] == ["gsm_cot"]
-    res = invoke(["eval", "run", "-m", "m", "-t", "gsm_cot", "-t", "bbh_cot,mmlu_0shot", "-o", str(tmp_path), "--stop", "\\n\\n",
-                  "--stop", "Q:", "--dry-run"])
+    assert not (tmp_path / "o").exists()
+    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "gsm_cot", "-t", "bbh_cot,mmlu_0shot", "-d", data, "-o", str(tmp_path),
+                  "--stop", "\\n\\n", "--stop", "Q:", "--dry-run"])
     resolved = json.loads(res.stdout)
     assert resolved["stop"] == ["\n\n", "Q:"] and resolved["tasks"] == ["gsm_cot", "bbh_cot", "mmlu_0shot"]
 
@@ -167,7 +172,81 @@ def test_list(tmp_path):
     assert tasks["gsm_cot"]["n_shot"] == 8 and tasks["gsm_cot"]["max_examples"] == 200
     assert tasks["bbh_direct"]["generation"]["stop"] == ["\n\n"]
     assert tasks["mmlu_5shot"]["kind"] == "choices" and tasks["mmlu_5shot"]["metrics"][0] == "average_acc"
-    assert invoke(["eval", "list"]).exit_code == 0
+    # Each task's --task-arg keys with their help; none for a preset that reads none.
+    assert set(tasks["mmlu_0shot"]["options"]) == {"subjects", "mmlu_subjects", "scoring"}
+    assert tasks["mmlu_0shot"]["options"]["subjects"].startswith("comma-separated subjects")
+    assert tasks["gsm_cot"]["options"] == {} and set(tasks["tydiqa_goldp_1shot"]["options"]) == {"languages", "max_context_tokens", "truncation"}
+
+
+LONG_NAMES = ("tydiqa_no_context_1shot", "humanevalplus_evalplus", "codex_eval_temp_0.8", "alpaca_eval_2", "gsm_direct")
+
+
+def test_list_piped_is_tab_separated_and_uncut():
+    """CliRunner's stdout is not a terminal, like `tulu eval list | grep gsm`: plain lines, every name whole."""
+    res = invoke(["eval", "list"])
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert lines[0] == "task\tdata\tshots\tkind\tsettings\tmetrics\ttask args\tsource\tdescription"
+    names = [line.split("\t")[0] for line in lines[1:]]
+    assert set(LONG_NAMES) <= set(names) and len(names) == len(set(names)) >= 21
+    assert all(len(line.split("\t")) == 9 for line in lines) and "\u2026" not in res.stdout  # no "…"
+    gsm = [line.split("\t") for line in lines if "gsm" in line]
+    assert [g[0] for g in gsm] == ["gsm_cot", "gsm_direct"]
+    assert gsm[0][1:4] == ["gsm", "8", "generate"] and gsm[0][6] == "-"
+    mmlu = next(line.split("\t") for line in lines if line.startswith("mmlu_0shot\t"))
+    assert mmlu[6] == "subjects, mmlu_subjects, scoring" and mmlu[4] == "log-likelihood"
+
+
+@pytest.mark.parametrize("columns", ["60", "250"])
+def test_list_at_a_terminal_never_cuts_a_name(monkeypatch, columns):
+    """At a terminal: a table when it fits the names whole (250 columns), plain lines when it cannot (60)."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", columns)
+    res = invoke(["eval", "list"])
+    assert res.exit_code == 0
+    assert ("\u2503" in res.stdout) == (columns == "250")  # the table's heavy vertical border
+    for name in LONG_NAMES:
+        assert name in res.stdout
+    assert "\u2026" not in res.stdout
+
+
+def test_task_args_recorded_per_task_and_result_table_piped(tiny_model, shared_data, tmp_path):
+    res = _run(tiny_model, shared_data / "eval", tmp_path / "o", ["mmlu_0shot", "gsm_direct"], "--task-arg", "subjects=abstract_algebra", "--limit", "1")
+    assert res.exit_code == 0, res.stderr
+    results = json.loads((tmp_path / "o/results.json").read_text())["results"]
+    assert results["mmlu_0shot"]["task_args"] == {"subjects": "abstract_algebra"}  # gsm_direct does not read it
+    assert results["gsm_direct"]["task_args"] == {}
+    assert results["mmlu_0shot"]["num_examples"] == 1 and _rows(tmp_path / "o/mmlu_0shot/predictions.jsonl")[0]["id"] == "abstract_algebra/0"
+    # Temp files that killed runs left (dead pid on this host) go at the next start; a live process's stay.
+    stale = [tmp_path / "o" / _staged("results.json", _dead_pid()), tmp_path / "o" / "gsm_direct" / _staged("metrics.json", _dead_pid())]
+    live = tmp_path / "o" / _staged("results.json", 1)
+    for f in (*stale, live):
+        f.write_text("{")
+    # Resumed without --json: the result table on (non-terminal) stderr is plain lines, task named on each.
+    res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "mmlu_0shot,gsm_direct", "-d", str(shared_data / "eval"), "-o", str(tmp_path / "o"),
+                  "--limit", "1", "--max-new-tokens", "6", "--task-arg", "subjects=abstract_algebra"])  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    table = [line.split("\t") for line in res.stderr.splitlines() if "\t" in line]
+    assert table[0] == ["task", "metric", "value", "n"]
+    assert ["mmlu_0shot", "average_acc"] == table[1][:2] and table[1][3] == "1"
+    assert ["gsm_direct", "exact_match"] == table[-1][:2] and table[-1][3] == "1"
+    assert not any(f.exists() for f in stale) and live.exists()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _staged(name: str, pid: int) -> str:
+    """The temp name a writer with ``pid`` on this host gives ``name`` (tulu_cli.paths' scheme)."""
+    import socket
+
+    return f".{name}.tulu-tmp-{socket.gethostname()}-{pid}"
 
 
 def test_plain_prompts_use_newline_stop(tiny_model, shared_data, tmp_path):

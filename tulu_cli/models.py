@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,91 @@ def read_model_config(path: str, revision: str | None = None, trust_remote_code:
         return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code).to_dict()
     except Exception as e:  # noqa: BLE001 - the hub raises many kinds; the user needs one line
         raise TuluError(f"--model {path}: not a local model folder and not loadable from the hub ({type(e).__name__})") from None
+
+
+# Files one of which every tokenizer folder holds (fast, SentencePiece, BPE/WordPiece vocabularies, or
+# the config of a tokenizer that needs no vocabulary file): none of them means AutoTokenizer will fail.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or the older TRANSFORMERS_OFFLINE) as huggingface_hub reads it."""
+    return any(os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _resolve_source(name: str, flag: str) -> Path | None:
+    """The local folder ``name`` stands for: itself, or its snapshot in the Hugging Face cache when
+    offline; None for a hub id that will be downloaded. Refuses what can be neither."""
+    path = Path(name).expanduser()
+    where = f"{flag} {name}"
+    try:
+        exists = path.exists()
+    except PermissionError:
+        raise TuluError(f"{where}: cannot look inside {path.parent} (permission denied)") from None
+    if exists:
+        if not path.is_dir():
+            raise TuluError(f"{where}: is a file, not a model folder")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise TuluError(f"{where}: cannot read this folder (permission denied)")
+        return path
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise TuluError(f"{where}: no such folder (and not a Hugging Face model id such as org/name)") from None
+    if not _hub_offline():
+        return None  # transformers downloads it; the backend reports what the hub says
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json" if flag == "--model" else "tokenizer_config.json")
+    if not isinstance(cached, str):
+        raise TuluError(f"{where}: no such folder, and not in the Hugging Face cache (HF_HUB_OFFLINE=1 downloads nothing); give a model folder or download it first")
+    return Path(cached).parent
+
+
+def _check_tokenizer_folder(folder: Path, where: str, hint: str) -> None:
+    present = [n for n in _TOKENIZER_FILES if (folder / n).is_file()] + [p.name for p in folder.glob("*.model")]
+    if not present:
+        raise TuluError(f"{where}: no tokenizer files in this folder ({', '.join(_TOKENIZER_FILES)}){hint}")
+    unreadable = [n for n in present if not os.access(folder / n, os.R_OK)]
+    if unreadable:
+        raise TuluError(f"{where}: cannot read {folder / unreadable[0]} (permission denied)")
+
+
+def check_model_source(model: str, tokenizer: str | None = None) -> None:
+    """Preflight of ``--model`` (and ``--tokenizer``) before anything loads or any output is written: a
+    local folder needs a readable config.json, complete weights (every shard of an index, safetensors
+    headers that fit their files) and tokenizer files; a hub id must be cached when HF_HUB_OFFLINE=1."""
+    from tulu_cli.weights.checkpoint import read_safetensors_header, weight_files
+
+    folder = _resolve_source(model, "--model")
+    if folder is not None:
+        where = f"--model {model}"
+        config = folder / "config.json"
+        if not config.is_file():
+            adapter = " (a PEFT adapter: merge it first with `tulu weights merge`)" if (folder / "adapter_config.json").is_file() else ""
+            raise TuluError(f"{where}: no config.json in this folder (not a Hugging Face model folder){adapter}")
+        try:
+            loaded = json.loads(config.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise TuluError(f"{config}: cannot read ({e.strerror or e})") from None
+        except ValueError as e:
+            raise TuluError(f"{config}: not valid JSON ({e})") from None
+        if not isinstance(loaded, dict) or "model_type" not in loaded:
+            raise TuluError(f"{config}: not a model config (no 'model_type' key)")
+        files, fmt = weight_files(folder, "--model")
+        for f in sorted(set(files.values())):
+            if not os.access(f, os.R_OK):
+                raise TuluError(f"{f}: cannot read (permission denied)")
+            if fmt == "safetensors":
+                read_safetensors_header(f)
+        if tokenizer is None:
+            _check_tokenizer_folder(folder, where, "; pass --tokenizer DIR")
+    if tokenizer is not None:
+        tok_folder = _resolve_source(tokenizer, "--tokenizer")
+        if tok_folder is not None:
+            _check_tokenizer_folder(tok_folder, f"--tokenizer {tokenizer}", "")
 
 
 def model_max_length(config: dict[str, Any]) -> int | None:

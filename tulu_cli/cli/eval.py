@@ -107,6 +107,9 @@ def run(
 
     opts = resolve_options(EvalRunOptions, config, values)
     if dry_run:
+        from tulu_cli.evaluation.runner import preflight
+
+        preflight(opts)  # what a real run would refuse before loading the model
         print_resolved(opts)
         return
     _use_sandbox(opts)
@@ -151,6 +154,9 @@ def score(
 
     opts = resolve_options(EvalScoreOptions, config, values)
     if dry_run:
+        from tulu_cli.evaluation.score import preflight
+
+        preflight(opts)
         print_resolved(opts)
         return
     _use_sandbox(opts)
@@ -161,23 +167,23 @@ def score(
         print_json({opts.task: flatten(metrics)})
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"{opts.task}: {opts.predictions}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in flatten(metrics).items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    Console().print(table)
+    from tulu_cli.evaluation.tables import print_table
+
+    rows = [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in flatten(metrics).items()]
+    print_table(Console(), ["metric", "value"], rows, title=f"{opts.task}: {opts.predictions}", right=(1,))
 
 
 @app.command("list")
 def list_tasks(
-    json_output: JsonOpt = None,
+    json_output: Annotated[Optional[bool], _opt("--json", help="Print every task's settings as one JSON object {task: {description, kind, n_shot, generation, metrics, options...}} on stdout. Default: off (a table at a terminal, tab-separated lines in a pipe).", panel=T)] = None,
     config: ConfigOpt = None,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """List the task presets with their metrics and settings.
+    """List the task presets with their metrics, settings and --task-arg options.
+
+    At a terminal: a table. In a pipe or a narrow terminal: a header line, then one tab-separated
+    line per task, nothing cut (tulu eval list | grep gsm).
 
     Example:
 
@@ -195,11 +201,9 @@ def list_tasks(
     if json_output:
         print_json({name: t.info() for name, t in tasks.items()})
         return
-    from rich.table import Table
+    from tulu_cli.evaluation.tables import print_table
 
-    table = Table(title="tulu eval tasks")
-    for col in ("task", "data", "shots", "kind", "settings", "metrics", "source", "description"):
-        table.add_column(col)
+    rows = []
     for name, t in tasks.items():
         info = t.info()
         g = info.get("generation")
@@ -210,5 +214,7 @@ def list_tasks(
         )
         if t.max_examples:
             settings += f"; {t.max_examples} examples" + (f" per {t.sample_by}" if t.sample_by else "")
-        table.add_row(name, str(t.data_name or "-"), str(t.n_shot), t.kind, settings, ", ".join(t.metrics), t.source or "-", t.description)
-    Console().print(table)
+        options = ", ".join(t.options) or "-"  # their help: `tulu eval list --json`
+        rows.append([name, str(t.data_name or "-"), str(t.n_shot), t.kind, settings, ", ".join(t.metrics), options, t.source or "-", t.description])
+    columns = ["task", "data", "shots", "kind", "settings", "metrics", "task args", "source", "description"]
+    print_table(Console(), columns, rows, title="tulu eval tasks")

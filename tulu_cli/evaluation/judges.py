@@ -453,9 +453,14 @@ def judge_xstest(
 # ---------------------------------------------------------------- where side files go
 
 
+_NOTED: set[tuple[str, str]] = set()  # (task, predictions) already told where its extra files did not go
+
+
 def side_dir(options: Any, task_name: str) -> Path | None:
     """Folder for a task's extra files (judge cache, annotations): the task's folder of ``eval run``
-    (``--output-dir/<task>``), or for ``eval score`` the folder of ``--output`` or of ``--predictions``."""
+    (``--output-dir/<task>``); for ``eval score`` the folder of ``--output``, else the folder of
+    ``--predictions`` only when it is a task folder of a tulu run and writable. Never a foreign data
+    folder: without one, the files are not written and stderr says so once."""
     if options is None:
         return None
     out = getattr(options, "output_dir", None)
@@ -465,7 +470,32 @@ def side_dir(options: Any, task_name: str) -> Path | None:
     if out is not None:
         return Path(out).parent
     preds = getattr(options, "predictions", None)
-    return Path(preds).parent if preds is not None else None
+    if preds is None:
+        return None
+    from tulu_cli.evaluation.results import is_run_task_folder
+
+    folder = Path(preds).parent
+    if is_run_task_folder(folder) and os.access(folder, os.W_OK | os.X_OK):
+        return folder
+    if (task_name, str(preds)) not in _NOTED:
+        _NOTED.add((task_name, str(preds)))
+        why = "is read-only" if is_run_task_folder(folder) else "is not a task folder of a tulu run"
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True, highlight=False).print(
+            f"note: {task_name}'s extra result files are not written: {folder} {why}; pass --output FILE to write them beside it"
+        )
+    return None
+
+
+def judge_concurrency(options: Any) -> int:
+    """--task-arg judge_concurrency, else --concurrency, else 8 (tasks check it before the model loads)."""
+    raw = (getattr(options, "task_args", None) or {}).get("judge_concurrency")
+    if raw is None:
+        return int(getattr(options, "concurrency", 8) or 8)
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise TuluError(f"--task-arg judge_concurrency: not a positive integer: {raw!r}")
+    return int(raw)
 
 
 def client_from_options(options: Any, task_name: str) -> JudgeClient | None:
@@ -473,12 +503,8 @@ def client_from_options(options: Any, task_name: str) -> JudgeClient | None:
     model = getattr(options, "judge_model", None)
     if not model:
         return None
-    task_args = getattr(options, "task_args", None) or {}
     folder = side_dir(options, task_name)
-    try:
-        concurrency = int(task_args.get("judge_concurrency", getattr(options, "concurrency", 8) or 8))
-    except ValueError:
-        raise TuluError(f"--task-args judge_concurrency: not an integer: {task_args.get('judge_concurrency')!r}") from None
+    concurrency = judge_concurrency(options)
     return JudgeClient(
         model=model,
         base_url=getattr(options, "judge_base_url", None) or "https://api.openai.com/v1",

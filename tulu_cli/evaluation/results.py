@@ -9,15 +9,23 @@ import platform
 from pathlib import Path
 from typing import IO, Any, Iterable
 
+from tulu_cli.paths import temp_path
+
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: readers never see half a file."""
+    """Write JSON to a temporary file beside ``path``, then rename: readers never see half a file (a
+    killed writer's temp file is removed by the next run's ``clean_stale`` of the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def is_run_task_folder(folder: Path) -> bool:
+    """``folder`` is ``RUN/<task>`` of a ``tulu eval run`` output folder (its metrics.json, or RUN's results.json)."""
+    return (folder / "metrics.json").is_file() or (folder.parent / "results.json").is_file()
 
 
 def read_done_rows(path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -52,7 +60,7 @@ def read_done_rows(path: Path) -> tuple[list[dict[str, Any]], bool]:
 def rewrite_rows(path: Path, rows: Iterable[dict[str, Any]], ensure_ascii: bool = False) -> None:
     """Write a JSONL file whole: a temporary file in the same folder, then renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=ensure_ascii) + "\n")

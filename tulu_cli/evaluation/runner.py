@@ -21,7 +21,18 @@ from tulu_cli.evaluation.results import (
     sha256_text,
     write_json_atomic,
 )
-from tulu_cli.evaluation.tasks import Example, GenerationSettings, Query, Task, TaskContext, check_input_files, get_task
+from tulu_cli.evaluation.tasks import (
+    Example,
+    GenerationSettings,
+    Query,
+    Task,
+    TaskContext,
+    check_input_files,
+    check_task_args,
+    get_task,
+    task_args_of,
+)
+from tulu_cli.paths import check_output, clean_stale
 
 
 def task_chat_template(task: Task, opts: Any) -> str:
@@ -134,7 +145,7 @@ class _Progress:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)  # never folded mid-path
 
 
 def _format_value(v: Any) -> str:
@@ -142,18 +153,16 @@ def _format_value(v: Any) -> str:
 
 
 def print_table(results: dict[str, dict[str, Any]], console: Any) -> None:
-    from rich.table import Table
+    """Top-level metrics per task (nested ones are in results.json); plain lines when not at a terminal."""
+    from tulu_cli.evaluation.tables import print_table as show
 
-    table = Table(title="results")
-    table.add_column("task")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("n", justify="right")
-    for name, res in results.items():
-        flat = [(k, v) for k, v in res["metrics"].items() if not isinstance(v, dict)]
-        for i, (k, v) in enumerate(flat):
-            table.add_row(name if i == 0 else "", k, _format_value(v), str(res["num_examples"]) if i == 0 else "")
-    console.print(table)
+    rows = [
+        [name, k, _format_value(v), str(res["num_examples"])]
+        for name, res in results.items()
+        for k, v in res["metrics"].items()
+        if not isinstance(v, dict)
+    ]
+    show(console, ["task", "metric", "value", "n"], rows, title="results", keep=(0, 1), right=(2, 3), group=(0, 3))
 
 
 def run_task(task: Task, backend: Backend, ctx: TaskContext, opts: Any, out_dir: Path, progress: _Progress) -> dict[str, Any]:
@@ -240,6 +249,7 @@ def run_task(task: Task, backend: Backend, ctx: TaskContext, opts: Any, out_dir:
         "num_resumed": len(kept),
         "kind": task.kind,
         "chat_template": ctx.chat_template,
+        "task_args": task_args_of(task, opts),
         "generation": asdict(settings) if settings else None,
         "data_files": data_hashes,
         "seconds": round(time.time() - started, 3),
@@ -262,16 +272,33 @@ def earlier_results(path: Path, opts: Any, running: set[str]) -> dict[str, Any]:
         return {}
 
 
-def run_eval(opts: Any) -> dict[str, Any]:
-    """Run every requested task; returns the results.json content (also written to the output dir)."""
+def preflight(opts: Any) -> tuple[list[Task], dict[str, str]]:
+    """Everything ``eval run`` can refuse before a model loads or a file is written (also run by
+    --dry-run): the tasks and their --task-arg keys, input files, the output folder, each task's own
+    check (data, judges, --task-arg values), then the model and tokenizer. Returns the tasks and the
+    chat template of each."""
     tasks = [get_task(name).with_n_shot(opts.n_shot) for name in opts.tasks]
-    data_dir = Path(opts.data_dir) if opts.data_dir is not None else None
+    check_task_args(tasks, opts)
     check_input_files(tasks, opts)
+    check_output(Path(opts.output_dir), "--output-dir", "folder", in_place=True)
+    if opts.backend == "openai" and opts.cache_dir is not None:
+        check_output(Path(opts.cache_dir), "--cache-dir", "folder", in_place=True)
+    data_dir = Path(opts.data_dir) if opts.data_dir is not None else None
     templates = {t.name: task_chat_template(t, opts) for t in tasks}
     for t in tasks:  # every task's data, input file, judge and classifier: fail before loading a model
         t.check(TaskContext(data_dir=data_dir, options=opts, chat_template=templates[t.name], seed=opts.seed))
+    if opts.backend in ("hf", "vllm"):
+        from tulu_cli.models import check_model_source
+
+        check_model_source(opts.model, opts.tokenizer)
+    return tasks, templates
+
+
+def run_eval(opts: Any) -> dict[str, Any]:
+    """Run every requested task; returns the results.json content (also written to the output dir)."""
+    tasks, templates = preflight(opts)
+    data_dir = Path(opts.data_dir) if opts.data_dir is not None else None
     out_dir = Path(opts.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.time()
     backend = load_backend(opts)
@@ -300,6 +327,10 @@ def run_eval(opts: Any) -> dict[str, Any]:
             "versions": package_versions(),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        # Only now, with the model loaded and every template made, does the output folder appear.
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (out_dir, *(out_dir / t.name for t in tasks)):
+            clean_stale(folder)  # temp files of earlier runs that were killed
         with _Progress(quiet=False) as progress:
             for t in tasks:
                 ctx = TaskContext(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.results import write_json_atomic
+from tulu_cli.evaluation.results import is_run_task_folder, write_json_atomic
 from tulu_cli.evaluation.runner import rescore_row
-from tulu_cli.evaluation.tasks import TaskContext, check_input_files, get_task
+from tulu_cli.evaluation.tasks import Task, TaskContext, check_input_files, check_task_args, get_task
+from tulu_cli.paths import check_output, clean_stale
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -23,10 +25,33 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def preflight(opts: Any) -> Task:
+    """Everything ``eval score`` can refuse before reading a prediction (also run by --dry-run): the
+    task, its --task-arg keys, --input-file, the predictions file, an --output that cannot be written."""
+    task = get_task(opts.task, "--task")
+    check_task_args([task], opts)
+    check_input_files([task], opts)
+    path = Path(opts.predictions)  # a file, or a folder for tasks that read one (EvalPlus samples)
+    if not path.exists():
+        raise TuluError(f"--predictions {path}: does not exist")
+    if not os.access(path, os.R_OK):
+        raise TuluError(f"--predictions {path}: cannot read it (permission denied)")
+    if opts.output is not None:
+        out = Path(opts.output)
+        check_output(out, "--output", "file")
+        if out.exists() and out.resolve() == path.resolve():
+            raise TuluError(f"--output {out}: is the predictions file; give another file name")
+    return task
+
+
 def score_predictions(opts: Any) -> dict[str, Any]:
     """Metrics of ``opts.predictions`` for ``opts.task``; rows without references are joined to the data by id."""
-    task = get_task(opts.task)
-    check_input_files([task], opts)
+    task = preflight(opts)
+    # Temp files of killed earlier writers, where this run writes: beside --output, or in the run's task folder.
+    if opts.output is not None:
+        clean_stale(Path(opts.output).parent)
+    elif is_run_task_folder(Path(opts.predictions).parent):
+        clean_stale(Path(opts.predictions).parent)
     data_dir = Path(opts.data_dir) if opts.data_dir is not None else None
     ctx = TaskContext(data_dir=data_dir, options=opts, chat_template="none", seed=42)
     path = Path(opts.predictions)

@@ -19,6 +19,8 @@ def _split_csv(v):
 class TaskExtraOptions(Options):
     """Settings only some tasks read (judges, classifiers, alternative input files)."""
 
+    cli_names: ClassVar[dict[str, str]] = {"task_args": "--task-arg", "json_output": "--json"}
+
     judge_model: Optional[str] = None
     judge_base_url: Optional[str] = None
     judge_api_key_env: str = "OPENAI_API_KEY"

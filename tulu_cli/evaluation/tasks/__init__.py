@@ -39,14 +39,17 @@ Class attributes (data, mostly):
     source        where the preset's definition comes from: the reference repository, commit and
                   script it reproduces (``"open-instruct f3424591 eval/gsm/run_eval.py"``), or
                   ``"tulu"`` for a preset of our own; shown by ``tulu eval list``.
-    options       opt-in deviations from the reference (``--task-arg`` keys, e.g. ``lenient``)
-                  with their help; ``results.json`` records which were on. Defaults are the
-                  reference's behaviour.
+    options       EVERY ``--task-arg`` key the task reads, with one line of help: opt-in deviations
+                  from the reference (e.g. ``lenient``) and settings (judge paths, batch sizes).
+                  A key that no task of the run declares is refused before anything runs; ``check``
+                  must validate the values; ``results.json`` records the given ones per task
+                  (``task_args``). Defaults are the reference's behaviour.
 
 Methods (called by the runner in this order; ``ctx`` is a ``TaskContext``):
     check(ctx)                           everything the task needs (data files, --input-file, judges,
-                                         classifiers) is there: a TuluError otherwise. Called for
-                                         every task BEFORE the model is loaded; must be cheap.
+                                         classifiers) is there and every --task-arg value it reads
+                                         is valid: a TuluError otherwise. Called for every task
+                                         BEFORE the model is loaded (and by --dry-run); must be cheap.
     load(ctx) -> list[Example]           read the data (``ctx.data_dir`` is the --data-dir root)
     build(example, ctx) -> Query         the prompt; use ``ctx.query(...)`` so chat templating and
                                          the chat-API messages stay uniform across tasks
@@ -372,6 +375,7 @@ class Task:
             "data": self.data_name,
             "source": self.source,
             "chat_template": self.default_chat_template,
+            "options": dict(self.options),
         }
         if self.kind == "generate":
             out["generation"] = {
@@ -391,6 +395,29 @@ def task_input_file(task_name: str, options: Any) -> Path | None:
     if isinstance(given, dict):
         given = given.get(task_name)
     return Path(given) if given is not None else None
+
+
+def check_task_args(tasks: list[Task], options: Any) -> None:
+    """Every --task-arg key must be an option of at least one task being run: a typo (``subject=`` for
+    ``subjects=``) would otherwise be ignored and the task run with its default."""
+    given = getattr(options, "task_args", None) or {}
+    known = sorted({k for t in tasks for k in t.options})
+    for key in given:
+        if key in known:
+            continue
+        import difflib
+
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        names = ", ".join(t.name for t in tasks)
+        listing = f"known: {', '.join(known) or 'none'}"
+        raise TuluError(f"--task-arg {key}: not an option of {names}{hint}; {listing} (see `tulu eval list --json`)")
+
+
+def task_args_of(task: Task, options: Any) -> dict[str, str]:
+    """The --task-arg values ``task`` reads (its declared options), for results.json."""
+    given = getattr(options, "task_args", None) or {}
+    return {k: v for k, v in given.items() if k in task.options}
 
 
 def check_input_files(tasks: list[Task], options: Any) -> None:
@@ -425,7 +452,7 @@ def read_jsonl_lines(path: Path, required: tuple[str, ...] = ()) -> list[tuple[i
     from tulu_cli.jsonl import read_jsonl
 
     if not path.is_file():
-        raise TuluError(f"{path}: file does not exist")
+        raise TuluError(f"{path}: " + ("is a folder, not a JSONL file" if path.is_dir() else "file does not exist"))
     out = []
     for i, row in read_jsonl(path):
         for key in required:
@@ -498,8 +525,8 @@ def all_tasks() -> dict[str, Task]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def get_task(name: str) -> Task:
-    """The task with this preset name; a TuluError lists the known names otherwise."""
+def get_task(name: str, flag: str = "--tasks") -> Task:
+    """The task with this preset name; a TuluError naming ``flag`` lists the known names otherwise."""
     tasks = all_tasks()
     if name not in tasks:
         import difflib
@@ -507,7 +534,7 @@ def get_task(name: str) -> Task:
         close = difflib.get_close_matches(name, tasks, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         broken = "".join(f"; task module '{m}' could not be imported ({err})" for m, err in _BROKEN.items())
-        raise TuluError(f"--tasks: unknown task '{name}'{hint}; known: {', '.join(tasks)}{broken}")
+        raise TuluError(f"{flag}: unknown task '{name}'{hint}; known: {', '.join(tasks)}{broken}")
     return tasks[name]
 
 

@@ -116,7 +116,20 @@ class AlpacaEval(Task):
         return self.find_input(ctx, (self.reference_choices[choice],), f"the reference outputs of reference={choice}")
 
     def check(self, ctx: TaskContext) -> None:
+        from tulu_cli.evaluation.judges import judge_concurrency
+
         self.reference_path(ctx)
+        # --task-arg values, so a typo costs nothing: not the generation run before the judge.
+        self._annotator_seed(ctx)
+        self._gamed_path(ctx)
+        judge_concurrency(ctx.options)
+
+    def _annotator_seed(self, ctx: TaskContext) -> int:
+        raw = (getattr(ctx.options, "task_args", None) or {}).get("annotator_seed", "0")
+        try:
+            return int(raw)
+        except ValueError:
+            raise TuluError(f"--task-arg annotator_seed: not an integer: {raw!r}") from None
 
     def load(self, ctx: TaskContext) -> list[Example]:
         path = self.reference_path(ctx)
@@ -177,11 +190,7 @@ class AlpacaEval(Task):
             # Generation alone is useful (judge later with `tulu eval score`), but there is no win rate without a judge.
             return {"avg_length": avg_length, "n_outputs": len(rows), "judged": False}
 
-        task_args = getattr(ctx.options, "task_args", None) or {}
-        try:
-            seed = int(task_args.get("annotator_seed", 0))
-        except ValueError:
-            raise TuluError(f"--task-args annotator_seed: not an integer: {task_args['annotator_seed']!r}") from None
+        seed = self._annotator_seed(ctx)
         pairs = [
             {"instruction": m.get("instruction", ""), "output_1": str(r.get("reference") or ""), "output_2": o}
             for r, m, o in zip(rows, metas, outputs)
@@ -237,18 +246,22 @@ class AlpacaEval(Task):
             am.write_leaderboard_csv(folder / self.annotator / "leaderboard.csv", {generator: row})
         return metrics
 
+    def _gamed_path(self, ctx: TaskContext) -> Path | None:
+        """--task-arg gamed_csv (must exist), else df_gamed.csv under --data-dir when it is there."""
+        given = (getattr(ctx.options, "task_args", None) or {}).get("gamed_csv")
+        if given:
+            if not Path(given).is_file():
+                raise TuluError(f"--task-arg gamed_csv: {given} does not exist")
+            return Path(given)
+        if ctx.data_dir is not None and (ctx.data_dir / GAMED_FILE).is_file():
+            return ctx.data_dir / GAMED_FILE
+        return None
+
     def _gamed(self, ctx: TaskContext):
         from tulu_cli.evaluation.alpaca_metrics import read_gamed_annotations
 
-        task_args = getattr(ctx.options, "task_args", None) or {}
-        given = task_args.get("gamed_csv")
-        if given:
-            if not Path(given).is_file():
-                raise TuluError(f"--task-args gamed_csv: {given} does not exist")
-            return read_gamed_annotations(given)
-        if ctx.data_dir is not None and (ctx.data_dir / GAMED_FILE).is_file():
-            return read_gamed_annotations(ctx.data_dir / GAMED_FILE)
-        return None
+        path = self._gamed_path(ctx)
+        return read_gamed_annotations(path) if path is not None else None
 
     def read_predictions(self, path: Path, ctx: TaskContext) -> list[dict[str, Any]]:
         """Our predictions.jsonl, or AlpacaEval model outputs made elsewhere (``instruction``, ``output``,

@@ -176,24 +176,35 @@ class MMLU(Task):
 
     def check(self, ctx: TaskContext) -> None:
         super().check(ctx)
+        self.subjects(ctx)  # a misspelt subject must not cost a model load
         if _scoring_option(ctx) == "next_token" and getattr(ctx.options, "backend", None) == "openai":
             raise TuluError(
                 f"--backend openai: {self.name} reads the next-token probabilities of the answer tokens by id, which an "
                 "API does not give; add --task-arg scoring=continuation (log-likelihoods, with --openai-api completions)"
             )
 
-    def load(self, ctx: TaskContext) -> list[Example]:
+    def subjects(self, ctx: TaskContext) -> list[str]:
+        """The subjects to evaluate: every *_test.csv, or those of --task-arg subjects (each must be there)."""
         assert ctx.data_dir is not None
-        root = ctx.data_dir / "mmlu" / "data"
-        subjects = sorted(p.name[: -len("_test.csv")] for p in (root / "test").glob("*_test.csv"))
+        test = ctx.data_dir / "mmlu" / "data" / "test"
+        subjects = sorted(p.name[: -len("_test.csv")] for p in test.glob("*_test.csv"))
         only = _subjects_option(ctx)
         if only:
             unknown = sorted(set(only) - set(subjects))
             if unknown:
-                raise TuluError(f"--task-arg subjects: unknown subject(s) {', '.join(unknown)} in {root / 'test'}")
+                import difflib
+
+                close = difflib.get_close_matches(unknown[0], subjects, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise TuluError(f"--task-arg subjects: unknown subject(s) {', '.join(unknown)} in {test}{hint}")
             subjects = [s for s in subjects if s in only]
+        return subjects
+
+    def load(self, ctx: TaskContext) -> list[Example]:
+        assert ctx.data_dir is not None
+        root = ctx.data_dir / "mmlu" / "data"
         examples = []
-        for subject in subjects:
+        for subject in self.subjects(ctx):
             dev: list[list[str]] = []
             if self.n_shot:
                 dev_path = root / "dev" / f"{subject}_dev.csv"

@@ -251,6 +251,16 @@ def judge_option(options: Any, kind: str) -> str:
     return f"--task-arg {kind}_judge"
 
 
+def judge_batch_size(options: Any) -> int | str:
+    """--task-arg judge_batch_size: a positive integer or auto (the default)."""
+    raw = (getattr(options, "task_args", None) or {}).get("judge_batch_size", "auto")
+    if raw == "auto":
+        return raw
+    if not str(raw).isdigit() or int(raw) < 1:
+        raise TuluError(f"--task-arg judge_batch_size: not a positive integer or 'auto': {raw!r}")
+    return int(raw)
+
+
 def judge_yes_probabilities(judge: str, prompts: list[str], options: Any, option_name: str) -> list[float]:
     """P(" yes" | prompt) under a causal-LM judge folder (batched through the hf backend)."""
     from tulu_cli.evaluation.backends import LoglikelihoodRequest
@@ -259,12 +269,8 @@ def judge_yes_probabilities(judge: str, prompts: list[str], options: Any, option
     path = Path(judge)
     if not (path / "config.json").is_file():
         raise TuluError(f"{option_name}: {path} is not a model folder (no config.json); give a judge such as allenai/truthfulqa-truth-judge-llama2-7B, downloaded")
-    args = getattr(options, "task_args", None) or {}
-    raw_bs = args.get("judge_batch_size", "auto")
-    if raw_bs != "auto" and not str(raw_bs).isdigit():
-        raise TuluError(f"--task-arg judge_batch_size: not a positive integer or 'auto': {raw_bs!r}")
     try:
-        backend = HFBackend(str(path), batch_size=raw_bs if raw_bs == "auto" else int(raw_bs), device=getattr(options, "device", None))
+        backend = HFBackend(str(path), batch_size=judge_batch_size(options), device=getattr(options, "device", None))
     except TuluError as e:
         raise TuluError(str(e).replace(f"--model {path}", f"{option_name} {path}")) from None
     try:
@@ -298,6 +304,7 @@ class TruthfulQAGen(Task):
     def check(self, ctx: TaskContext) -> None:
         super().check(ctx)
         _flag(ctx.options, "trim_chat_answers")
+        judge_batch_size(ctx.options)
         if not judge_paths(ctx.options):
             raise TuluError(MISSING_JUDGES)
         for kind, path in judge_paths(ctx.options).items():

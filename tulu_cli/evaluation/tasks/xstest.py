@@ -152,8 +152,11 @@ class XSTest(Task):
         return self.find_input(ctx, (V2_FILE, CURRENT_FILE))
 
     def check(self, ctx: TaskContext) -> None:
+        from tulu_cli.evaluation.judges import judge_concurrency
+
         self._prompt_file(ctx)
         _judge_prompt(ctx)
+        judge_concurrency(ctx.options)
 
     def load(self, ctx: TaskContext) -> list[Example]:
         return [
