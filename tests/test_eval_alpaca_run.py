@@ -98,7 +98,7 @@ def test_score_outputs_made_elsewhere(tmp_path):
         res = runner.invoke(
             app,
             ["eval", "score", "--task", "alpaca_eval_2", "--predictions", str(path), "--data-dir", str(FIXTURES),
-             "--judge-model", "judge-x", "--judge-base-url", server.url, "--task-arg", f"gamed_csv={gamed}", "--json"],
+             "--judge-model", "judge-x", "--judge-base-url", server.url, "--task-arg", f"gamed_csv={gamed}", "--output", str(tmp_path / "metrics.json"), "--json"],
         )  # fmt: skip
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)["alpaca_eval_2"]

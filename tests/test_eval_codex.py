@@ -152,7 +152,7 @@ def test_score_human_eval_samples_with_known_pass_at_k(tmp_path):
     rows += [{"task_id": "HumanEval/2", "completion": c} for c in (right["HumanEval/2"], "    return 0.5\n", right["HumanEval/2"], "", "    return number\n")]
     rows += [{"task_id": "HumanEval/32", "completion": c} for c in ("", "    return 0.0\n", "    while True:\n        pass\n", "", "    return None\n")]
     # No --data-dir: the problems come from the human-eval package (the fixture holds copies of three of them).
-    res = invoke(["eval", "score", "-t", "codex_eval_temp_0.1", "-p", str(_samples(tmp_path, rows)), "--task-arg", "timeout=2", "--json"])
+    res = invoke(["eval", "score", "-t", "codex_eval_temp_0.1", "-p", str(_samples(tmp_path, rows)), "--task-arg", "timeout=2", "--output", str(tmp_path / "metrics.json"), "--json"])
     assert res.exit_code == 0, res.stderr
     m = _json(res)["codex_eval_temp_0.1"]
     assert m["pass@1"] == pytest.approx((1 + 2 / 5 + 0) / 3)
@@ -167,7 +167,7 @@ def test_score_human_eval_samples_with_known_pass_at_k(tmp_path):
     assert "AssertionError" in log[6]["error"]  # the wrong constant fails the tests
 
     # Scoring again reuses settled outcomes by their key and reruns time-outs.
-    again = invoke(["eval", "score", "-t", "codex_eval_temp_0.1", "-p", str(tmp_path / "samples.jsonl"), "--task-arg", "timeout=2", "--json"])
+    again = invoke(["eval", "score", "-t", "codex_eval_temp_0.1", "-p", str(tmp_path / "samples.jsonl"), "--task-arg", "timeout=2", "--output", str(tmp_path / "metrics.json"), "--json"])
     assert _json(again)["codex_eval_temp_0.1"]["pass@1"] == pytest.approx(m["pass@1"])
     assert _json(again)["codex_eval_temp_0.1"]["num_executed"] == 1 and _json(again)["codex_eval_temp_0.1"]["status/timeout"] == 1
 
@@ -184,7 +184,7 @@ def test_reference_harness_and_its_opt_ins(tmp_path):
         {"task_id": "HumanEval/0", "completion": "    import time\n    time.sleep(0.5)\n" + body},  # right, but 7 calls take 3.5 s
     ]
     samples = _samples(tmp_path, rows)
-    score = ["eval", "score", "-t", "codex_eval_temp_0.8", "-p", str(samples), "-d", str(FIXTURES), "--json"]
+    score = ["eval", "score", "-t", "codex_eval_temp_0.8", "-p", str(samples), "-d", str(FIXTURES), "--output", str(tmp_path / "metrics.json"), "--json"]
     res = invoke(score)
     assert res.exit_code == 0, res.stderr
     log = [json.loads(line) for line in (tmp_path / "execution.jsonl").read_text().splitlines()]

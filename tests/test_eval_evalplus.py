@@ -103,7 +103,7 @@ def test_real_mbpp_plus_problems(shared_data, tmp_path):
         {"task_id": "Mbpp/3", "completion": "    while True:\n        pass\n"},
     ]
     res = invoke(["eval", "score", "-t", "mbppplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(shared_data / "eval"),
-                  "--task-arg", "timeout=2", "--json"])  # fmt: skip
+                  "--task-arg", "timeout=2", "--output", str(tmp_path / "metrics.json"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.stderr
     m = _json(res)["mbppplus_evalplus"]
     assert m["base_pass@1"] == pytest.approx(2 / 4) and m["pass@1"] == pytest.approx(1 / 4)
@@ -137,7 +137,7 @@ def test_humanevalplus_fixture(tmp_path):
         # 100 MB of prints go nowhere: a chatty solution passes instead of hitting the output limit
         {"task_id": "HumanEval/2", "completion": "    for _ in range(10000):\n        print('x' * 10000)\n    return number % 1.0\n"},
     ]
-    res = invoke(["eval", "score", "-t", "humanevalplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(FIXTURES), "--json"])
+    res = invoke(["eval", "score", "-t", "humanevalplus_evalplus", "-p", str(_samples(tmp_path, rows)), "-d", str(FIXTURES), "--output", str(tmp_path / "metrics.json"), "--json"])
     assert res.exit_code == 0, res.stderr
     log = [json.loads(line) for line in (tmp_path / "execution.jsonl").read_text().splitlines()]
     # grouped by problem: HumanEval/2's three samples, then HumanEval/32's two

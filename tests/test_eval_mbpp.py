@@ -125,7 +125,7 @@ def test_completion_plus_test_as_open_instruct_runs_it(tmp_path):
         {"task_id": "Mbpp/6", "completion": PROBLEMS[2]["code"]},
         {"task_id": "Mbpp/6", "completion": "```python\n" + PROBLEMS[2]["code"] + "```"},  # not unwrapped
     ]
-    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(_samples(tmp_path, rows)), "-d", str(tmp_path), "--json"])
+    res = invoke(["eval", "score", "-t", "mbppplus", "-p", str(_samples(tmp_path, rows)), "-d", str(tmp_path), "--output", str(tmp_path / "metrics.json"), "--json"])
     assert res.exit_code == 0, res.stderr
     m = _json(res)["mbppplus"]
     assert m["pass@1"] == pytest.approx((1 / 3 + 1 / 2) / 2) and m["num_problems"] == 2 and m["num_samples"] == 5

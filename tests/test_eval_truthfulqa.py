@@ -242,7 +242,7 @@ def test_generation_judged(tiny_model, judges, tmp_path):
     # answers made elsewhere (question + output rows), one judge only
     foreign = tmp_path / "answers.jsonl"
     foreign.write_text(json.dumps({"question": "Why do veins appear blue?", "output": "A: Because of light.\n\nQ: x"}) + "\n")
-    res = invoke(["eval", "score", "--task", "truthfulqa", "--predictions", str(foreign), "--task-arg", f"info_judge={no}", "--json"])
+    res = invoke(["eval", "score", "--task", "truthfulqa", "--predictions", str(foreign), "--task-arg", f"info_judge={no}", "--output", str(tmp_path / "metrics.json"), "--json"])
     assert res.exit_code == 0, res.stderr
     m = json.loads(res.stdout)["truthfulqa"]
     assert m["info_acc"] == 0.0 and "truth_info_acc" not in m and "truth_acc" not in m
@@ -257,7 +257,7 @@ def test_judged_text_follows_chat_format(judges, tmp_path):
     rows = [{"id": str(i), "prompt": "", "output": raw, "reference": "", "meta": {"question": "Q?", "category": "c", "chat_format": chat}}
             for i, chat in enumerate((True, False))]  # fmt: skip
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    base = ["eval", "score", "--task", "truthfulqa", "--predictions", str(preds), "--task-arg", f"truth_judge={yes}", "--json"]
+    base = ["eval", "score", "--task", "truthfulqa", "--predictions", str(preds), "--task-arg", f"truth_judge={yes}", "--output", str(tmp_path / "metrics.json"), "--json"]
     res = invoke(base)
     assert res.exit_code == 0, res.stderr
     judged = [json.loads(x)["answer"] for x in (tmp_path / "judgements.jsonl").read_text().splitlines()]
@@ -279,6 +279,7 @@ def test_error_paths(tiny_model, tmp_path):
     assert res.exit_code == 2 and "needs judge models: --truthfulqa-truth-judge DIR" in res.stderr
     res = invoke(base + ["-t", "truthfulqa", "--truthfulqa-info-judge", str(tmp_path / "j")])
     assert res.exit_code == 2 and f"--truthfulqa-info-judge: {tmp_path / 'j'} is not a model folder" in res.stderr
+    (tmp_path / "p.jsonl").write_text("")  # --dry-run checks that the predictions file is there
     res = invoke(["eval", "score", "--task", "truthfulqa", "--predictions", str(tmp_path / "p.jsonl"), "--truthfulqa-truth-judge", "T",
                   "--truthfulqa-info-judge", "I", "--dry-run"])  # fmt: skip
     resolved = json.loads(res.stdout)

@@ -134,7 +134,7 @@ def test_score_foreign_completions_with_strmatch_and_judge(tmp_path):
             res = runner.invoke(
                 app,
                 ["eval", "score", "--task", "xstest", "--predictions", str(path), "--data-dir", str(FIXTURES),
-                 "--judge-model", "judge-x", "--judge-base-url", server.url, "--json", *extra],
+                 "--judge-model", "judge-x", "--judge-base-url", server.url, "--output", str(tmp_path / "metrics.json"), "--json", *extra],
             )  # fmt: skip
             assert res.exit_code == 0, res.output
             assert len(server.requests) == 10
