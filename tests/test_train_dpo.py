@@ -132,8 +132,10 @@ def test_missing_preference_file(tiny_model, tmp_path):
     assert r.exit_code == 2 and "nope.jsonl: preference file does not exist" in r.output
 
 
-def test_dpo_defaults_and_example_recipe_dry_run():
+def test_dpo_defaults_and_example_recipe_dry_run(monkeypatch):
     from pathlib import Path
+
+    monkeypatch.setattr("tulu_cli.train.launch.preflight", lambda opts: None)  # hub model and data absent here; options only
 
     path = Path(__file__).resolve().parents[1] / "examples" / "dpo_tulu2_7b.yaml"
     r = run_cli(["train", "dpo", "-c", str(path), "--dry-run"])

@@ -157,8 +157,12 @@ def run_training(options_cls, config, flags: dict, dry_run: bool) -> None:
         flags = {**flags, "main_process_ip": "$MASTER_ADDR"}
     opts = resolve_options(options_cls, config, flags)
     if slurm is not None:
+        from tulu_cli.paths import check_output
         from tulu_cli.train import slurm as sbatch
 
+        # both files this writes, checked before either is (the nodes run the training preflight)
+        check_output(Path(slurm), "--slurm", "file")
+        check_output(sbatch.config_path(slurm), "--slurm", "file")
         if dry_run:
             typer.echo(sbatch.script_text(opts, sbatch.config_path(slurm)), nl=False)
             return
@@ -166,8 +170,9 @@ def run_training(options_cls, config, flags: dict, dry_run: bool) -> None:
         typer.echo(f"wrote {script} and {cfg}; submit with: sbatch {script}")
         return
     if dry_run:
-        from tulu_cli.train.launch import describe
+        from tulu_cli.train.launch import describe, preflight
 
+        preflight(opts)  # every check the real run makes before its first write
         print_resolved(opts)
         from rich.console import Console
 
@@ -218,6 +223,11 @@ def plot(
     from tulu_cli.options.train import PlotOptions
 
     opts = resolve_options(PlotOptions, config, {"run_dir": run_dir, "output": output})
+    from tulu_cli.paths import check_output
+    from tulu_cli.train.plot import read_metrics
+
+    check_output(Path(opts.output) if opts.output else Path(opts.run_dir) / "metrics.png", "--output", "file")
+    read_metrics(opts.run_dir)  # a missing or garbled metrics.jsonl is refused by --dry-run too
     if dry_run:
         print_resolved(opts)
         return

@@ -6,14 +6,16 @@ import importlib.util
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tulu_cli.errors import TuluError
 from tulu_cli.options.train import TrainOptions
+from tulu_cli.paths import check_output, new_folders_undone
 from tulu_cli.train import checkpoint
 from tulu_cli.train.metrics import log
 
@@ -103,19 +105,18 @@ def _gpu_available() -> bool:
 
 
 def preflight(opts: TrainOptions) -> None:
-    """Every check that needs no model weights: one clear TuluError before anything heavy starts."""
-    from tulu_cli.models import check_attention, model_max_length, read_model_config
+    """Every check that reads no weights and writes nothing (--dry-run runs them all too): one clear
+    TuluError before tokenization, before the output folder or tulu_options.json exists."""
+    from tulu_cli.models import check_attention, check_model_source, model_max_length, read_model_config
     from tulu_cli.train.checkpoint import resolve_resume
     from tulu_cli.train.loop import check_output_dir
 
-    model = Path(opts.model)
-    if model.exists() and not (model / "config.json").is_file():
-        raise TuluError(f"--model {opts.model}: folder has no config.json (not a Hugging Face model folder)")
-    if not model.exists() and (os.environ.get("HF_HUB_OFFLINE") == "1" or opts.model.startswith((".", "/", "~")) or opts.model.count("/") != 1):
-        raise TuluError(f"--model {opts.model}: no such model folder")
+    check_output(Path(opts.output_dir), "--output-dir", "folder", in_place=True)
+    if opts.cache_dir is not None:
+        check_output(Path(opts.cache_dir), "--cache-dir", "folder", in_place=True)
+    # config.json, every weight file's header (a truncated safetensors file), the tokenizer files
+    check_model_source(opts.model, opts.tokenizer)
     config = read_model_config(opts.config_name or opts.model, opts.revision, opts.trust_remote_code)
-    if opts.tokenizer and not Path(opts.tokenizer).exists() and (os.environ.get("HF_HUB_OFFLINE") == "1" or opts.tokenizer.count("/") != 1):
-        raise TuluError(f"--tokenizer {opts.tokenizer}: no such tokenizer folder")
     limit = model_max_length(config)
     if limit is not None and opts.max_seq_length > limit:
         raise TuluError(f"--max-seq-length {opts.max_seq_length} is above the model's limit of {limit} positions (max_position_embeddings)")
@@ -127,6 +128,10 @@ def preflight(opts: TrainOptions) -> None:
         raise TuluError(f"--add-bos applies to the tulu template only; template {opts.template} decides its own bos")
     recipe_class(opts).check_files(opts)
     check_attention(opts.attn_implementation)
+    if opts.recipe in ("lora", "qlora") or getattr(opts, "peft", False):
+        from tulu_cli.train.peft import check_target_modules
+
+        check_target_modules(opts)
     if opts.uses_deepspeed and importlib.util.find_spec("deepspeed") is None:
         raise TuluError("DeepSpeed was asked for but is not installed: pip install 'tulu-cli[deepspeed]' (or drop --deepspeed-stage)")
     cpu = opts.use_cpu if opts.use_cpu is not None else not _gpu_available()
@@ -255,18 +260,27 @@ def pretokenize(opts: TrainOptions) -> dict[str, Any]:
     return info
 
 
+def _stop_interrupted(opts: TrainOptions) -> NoReturn:
+    """Exit 130 (the shell's code for Ctrl-C) after one stderr line on what was kept and how to resume."""
+    from tulu_cli.train.loop import interrupted_message
+
+    print(interrupted_message(opts), file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
 def launch(opts: TrainOptions) -> Path:
     """Run the training described by ``opts``; return the output folder."""
     preflight(opts)
     out = Path(opts.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if opts.overwrite_output_dir:
-        clear_previous_run(out)
-    elif opts.resume == "auto" and not checkpoint.complete_checkpoints(out):
-        # Nothing to continue from: a clean folder, so metrics.jsonl never mixes two runs.
-        if clear_previous_run(out) and opts.machine_rank == 0:
-            log(f"--resume auto: no complete checkpoint in {out}: starting a clean run (old metrics and partial checkpoints removed)")
-    pretokenize(opts)
+    with new_folders_undone(out):  # a data error found while tokenizing leaves no new folder
+        out.mkdir(parents=True, exist_ok=True)
+        if opts.overwrite_output_dir:
+            clear_previous_run(out)
+        elif opts.resume == "auto" and not checkpoint.complete_checkpoints(out):
+            # Nothing to continue from: a clean folder, so metrics.jsonl never mixes two runs.
+            if clear_previous_run(out) and opts.machine_rank == 0:
+                log(f"--resume auto: no complete checkpoint in {out}: starting a clean run (old metrics and partial checkpoints removed)")
+        pretokenize(opts)
     ds_config = deepspeed_config(opts)
     options_file = options_path(opts)
     _write_json(options_file, {"recipe": opts.recipe, "options": json.loads(opts.model_dump_json()), "deepspeed_config": ds_config})
@@ -283,6 +297,8 @@ def launch(opts: TrainOptions) -> Path:
         threads = torch.get_num_threads()
         try:
             return run_worker(options_file)
+        except KeyboardInterrupt:
+            _stop_interrupted(opts)
         finally:
             reset_accelerate_state()
             torch.set_num_threads(threads)
@@ -293,7 +309,15 @@ def launch(opts: TrainOptions) -> Path:
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     if opts.cpu_threads:
         child_env["OMP_NUM_THREADS"] = str(opts.cpu_threads)
-    rc = subprocess.call(full, env=child_env)
+    # Ctrl-C reaches the workers too (one process group): wait for them to stop before saying what was kept.
+    proc = subprocess.Popen(full, env=child_env)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()
+        _stop_interrupted(opts)
+    if rc in (130, -signal.SIGINT):
+        _stop_interrupted(opts)
     if error_file.is_file():
         raise TuluError(error_file.read_text())
     if rc != 0:

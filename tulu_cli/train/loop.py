@@ -507,3 +507,15 @@ def check_output_dir(opts: TrainOptions) -> None:
     previous = (out / RUN_FILE).is_file() or checkpoint.complete_checkpoints(out) or (out / METRICS_FILE).is_file()
     if previous and not opts.overwrite_output_dir:
         raise TuluError(f"--output-dir {out}: holds a previous run; pass --resume auto to continue it or --overwrite-output-dir to start over")
+
+
+def interrupted_message(opts: TrainOptions) -> str:
+    """The one line Ctrl-C leaves on stderr: what the run kept and the flag that continues it."""
+    out = Path(opts.output_dir)
+    kept = checkpoint.complete_checkpoints(out)
+    if kept:
+        return f"interrupted: kept checkpoint {kept[-1]}; continue with the same command plus --resume auto"
+    return (
+        f"interrupted: no complete checkpoint in {out} (none saved yet; see --checkpointing-steps); "
+        "start again with the same command plus --overwrite-output-dir"
+    )

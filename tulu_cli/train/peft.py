@@ -63,6 +63,18 @@ def find_target_modules(model, requested: list[str] | None) -> list[str]:
     return found
 
 
+def check_target_modules(opts) -> None:
+    """Preflight of --lora-target-modules: the architecture built on the ``meta`` device (no weights, no
+    memory) lists the module names, so a bad name stops the run before tokenization."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(opts.config_name or opts.model, revision=opts.revision, trust_remote_code=opts.trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=opts.trust_remote_code)
+    find_target_modules(model, opts.lora_target_modules)
+
+
 def embedding_module_names(model) -> list[str]:
     """Leaf names of the input embedding and (when not tied to it) the output head."""
     wanted = [model.get_input_embeddings()]
