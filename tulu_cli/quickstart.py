@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from tulu_cli.errors import TuluError
 from tulu_cli.options import Options
+from tulu_cli.paths import check_output
 
 
 class QuickstartOptions(Options):
@@ -57,12 +58,21 @@ def _timed(summary: Summary, name: str, fn: Callable[[], tuple[str, str]], log: 
     summary.stages.append(Stage(name, time.perf_counter() - t0, out, result))
 
 
+def preflight(opts: QuickstartOptions) -> bool:
+    """Refuse an --output that cannot be used, before any work; True when a non-empty one will be replaced."""
+    check_output(opts.output, "--output", "folder", in_place=True)
+    replace = opts.output.is_dir() and any(opts.output.iterdir())
+    if replace and not opts.overwrite:
+        raise TuluError(f"--output {opts.output}: folder exists and is not empty (pass --overwrite to replace it)")
+    if replace:  # deleting the folder itself needs its parent to be writable as well
+        check_output(opts.output, "--output", "folder")
+    return replace
+
+
 def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) -> Summary:
+    if preflight(opts):
+        shutil.rmtree(opts.output)
     out = opts.output.resolve()
-    if out.exists() and any(out.iterdir()):
-        if not opts.overwrite:
-            raise TuluError(f"--output {opts.output}: folder exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(output=out)
     base = out / "base-model"
@@ -181,6 +191,7 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
 
         scores = []
         for name, model in (("sft", sft_dir), ("dpo", dpo_dir)):
+            log(f"[bold]{name.upper()} model[/bold] {model}: gsm_direct on {opts.eval_limit} sums")  # labels run_eval's table
             eval_opts = EvalRunOptions(
                 model=str(model),
                 tasks=["gsm_direct"],

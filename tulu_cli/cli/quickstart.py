@@ -26,26 +26,22 @@ def quickstart(
     [bold]Example[/bold]: tulu quickstart --output /tmp/tulu-demo
     """
     from rich.console import Console
-    from rich.table import Table
 
+    from tulu_cli.evaluation.tables import print_table
     from tulu_cli.options import resolve_options
-    from tulu_cli.quickstart import QuickstartOptions, run_quickstart
+    from tulu_cli.quickstart import QuickstartOptions, preflight, run_quickstart
 
     opts = resolve_options(QuickstartOptions, config, {"output": output, "overwrite": overwrite, "seed": seed})
     if dry_run:
+        preflight(opts)
         print_resolved(opts)
         return
-    console = Console(stderr=True)
-    summary = run_quickstart(opts, log=console.print)
-    table = Table(title="tulu quickstart", show_lines=False)
-    table.add_column("stage")
-    table.add_column("time", justify="right")
-    table.add_column("result")
-    table.add_column("written to", overflow="fold")
-    for s in summary.stages:
-        table.add_row(s.name, f"{s.seconds:.1f}s", s.result, s.output)
-    Console().print(table)
-    Console().print(f"Summary: {summary.output / 'quickstart_summary.json'}")
+    summary = run_quickstart(opts, log=Console(stderr=True, soft_wrap=True, highlight=False).print)
+    out = Console(soft_wrap=True, highlight=False)
+    rows = [[s.name, f"{s.seconds:.1f}s", s.result, s.output] for s in summary.stages]
+    # Paths whole or not at all: a rich table when the terminal is wide enough, else tab-separated lines.
+    print_table(out, ["stage", "time", "result", "written to"], rows, title="tulu quickstart", keep=(0, 3), right=(1,))
+    out.print(f"Summary: {summary.output / 'quickstart_summary.json'}")
 
 
 def register(app: typer.Typer) -> None:
