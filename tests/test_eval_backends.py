@@ -189,6 +189,23 @@ def test_sampling_n_and_seed(hf):
     assert len(one) == 3 and hf.generate([req])[0] == one
 
 
+def test_kv_cache_passed_by_its_current_name(hf, monkeypatch):
+    # transformers 5.x renamed `past_key_values` to `cache` (argument and output field; the old name goes
+    # in 5.40 for forward, 6.0 for generate): the shared-prefix, generation and continuation paths use the new one.
+    import warnings
+
+    from transformers.utils import generic
+
+    said = []
+    monkeypatch.setattr(generic.logger, "warning_once", lambda msg, *a, **k: said.append(str(msg)), raising=False)
+    head = "Answer the following questions. Question: 1 + 1? Answer: 2. " * 4  # >= 32 shared tokens: prefix path
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        hf.generate([GenerationRequest(prompt=head + t, max_new_tokens=4) for t in ("Q: a\nA:", "Q: bb\nA:")])
+        hf.loglikelihood([LoglikelihoodRequest("Q: x\nA:", [" yes it is", " no"])])  # continues from the cache
+    assert not [m for m in said if "deprecated" in m]
+
+
 def test_vllm_missing_names_the_extra(tiny_model, tmp_path):
     # The data check comes first; give it data so the backend is what fails.
     (tmp_path / "gsm").mkdir()

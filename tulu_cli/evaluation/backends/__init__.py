@@ -55,6 +55,24 @@ class Backend:
 
     name = "base"
     tokenizer: Any = None
+    max_length: int | None = None  # context length in tokens; prompts are cut from the left to fit
+
+    def _truncate(self, ids: list[int], room: int) -> list[int]:
+        """``ids`` cut from the left so that ``room`` more tokens still fit in ``max_length`` (warns once)."""
+        if self.max_length is None:
+            return ids
+        limit = max(1, self.max_length - room)
+        if len(ids) <= limit:
+            return ids
+        if not self.__dict__.get("_warned_truncation"):
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                f"[yellow]warning:[/yellow] prompts longer than {limit} tokens are cut from the left "
+                f"(model length {self.max_length})"
+            )
+            self._warned_truncation = True
+        return ids[-limit:]
 
     def generate(self, requests: list[GenerationRequest], on_result: OnResult | None = None) -> list[list[str]]:
         raise NotImplementedError

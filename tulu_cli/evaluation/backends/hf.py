@@ -2,8 +2,9 @@
 
 Work is sorted longest first, so if a batch size does not fit in memory it fails on the first
 batch; with ``batch_size="auto"`` the batch is halved until it fits and stays there.
-Generation: the head all prompts share (few-shot exemplars) is run once; every batch starts from a
-copy of its KV cache.
+Generation: continuous batching (hf_generation.py): a row leaves the batch the step it finishes and
+is reported at once, a waiting prompt takes its slot; the head all prompts share (few-shot
+exemplars) is run once and every new row starts from a copy of its KV cache.
 Multiple choice: the context shared by all choices runs through the model ONCE (only its last
 position's logits are computed): one-token continuations (MMLU's " A".." D") are read from there;
 longer ones continue from the context's KV cache, copied per continuation, in a second short pass.
@@ -18,6 +19,14 @@ from typing import Any, Callable
 
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult
+from tulu_cli.evaluation.backends.hf_generation import (
+    CPU_SLOTS,
+    ContinuousBatcher,
+    cache_kwarg,
+    generation_is_plain,
+    output_cache,
+    trim_at_stop,
+)
 
 AUTO_START = 64
 MIN_SHARED_PREFIX = 32  # tokens; shorter common heads are not worth a separate pass
@@ -56,15 +65,6 @@ class _StopOnStrings:
         start = max(self.prompt_len, input_ids.shape[1] - self.window)
         tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
         return torch.tensor([any(s in t for s in self.stops) for t in tails], dtype=torch.bool, device=input_ids.device)
-
-
-def trim_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    cut = len(text)
-    for s in stops:
-        j = text.find(s)
-        if j != -1:
-            cut = min(cut, j)
-    return text[:cut]
 
 
 class HFBackend(Backend):
@@ -119,7 +119,6 @@ class HFBackend(Backend):
         self.batch_size = AUTO_START if self.auto else int(batch_size)
         cfg = self.model.config
         self.max_length = max_length or getattr(cfg, "max_position_embeddings", None) or 2048
-        self._warned_truncation = False
 
     # ---- helpers ------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -137,11 +136,12 @@ class HFBackend(Backend):
             **({"next_token_candidates": dict(self.candidate_tokens)} if self.candidate_tokens else {}),
         }
 
-    def _batches(self, items: list[int], run: Callable[[list[int]], None]) -> None:
-        """Run ``items`` in batches; on out-of-memory with auto batch size, halve and retry."""
+    def _batches(self, items: list[int], run: Callable[[list[int]], None], size: Callable[[], int] | None = None) -> None:
+        """Run ``items`` in batches of ``size()`` (default: the batch size); on out-of-memory with auto batch
+        size, halve and retry."""
         i = 0
         while i < len(items):
-            batch = items[i : i + self.batch_size]
+            batch = items[i : i + (size() if size is not None else self.batch_size)]
             try:
                 run(batch)
             except Exception as e:  # noqa: BLE001 - only OOM is handled, the rest re-raised
@@ -178,20 +178,6 @@ class HFBackend(Backend):
             mask[r, width - len(s) :] = 1
         return ids.to(self.input_device), mask.to(self.input_device)
 
-    def _truncate(self, ids: list[int], room: int) -> list[int]:
-        limit = max(1, self.max_length - room)
-        if len(ids) <= limit:
-            return ids
-        if not self._warned_truncation:
-            from rich.console import Console
-
-            Console(stderr=True).print(
-                f"[yellow]warning:[/yellow] prompts longer than {limit} tokens are cut from the left "
-                f"(model length {self.max_length})"
-            )
-            self._warned_truncation = True
-        return ids[-limit:]
-
     # ---- generation ---------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest], on_result: OnResult | None = None) -> list[list[str]]:
         results: list[list[str] | None] = [None] * len(requests)
@@ -200,19 +186,36 @@ class HFBackend(Backend):
         for i, r in enumerate(requests):
             key = (r.max_new_tokens, r.temperature, r.top_p, r.n, tuple(r.stop), r.seed)
             groups.setdefault(key, []).append(i)
+
+        def done(i: int, texts: list[str]) -> None:
+            results[i] = texts
+            if on_result is not None:
+                on_result(i, texts)
+
         for idx in groups.values():
             idx.sort(key=lambda i: -len(encoded[i]))
-            prefix = self._shared_prefix([encoded[i] for i in idx]) if requests[idx[0]].n == 1 else None
+            req = requests[idx[0]]
+            if generation_is_plain(self.model, req.temperature > 0):
+                prefix = self._shared_prefix([encoded[i] for i in idx])
+                ContinuousBatcher(self, req, prefix, done).run([(i, encoded[i]) for i in idx])
+                continue
+            # The model's generation config adds logits processing (a repetition penalty...): transformers'
+            # generate applies it, in static batches that each run until their last row stops.
+            prefix = self._shared_prefix([encoded[i] for i in idx]) if req.n == 1 else None
 
             def run(batch: list[int]) -> None:
-                outs = self._generate_batch([encoded[i] for i in batch], requests[batch[0]], prefix)
-                for i, o in zip(batch, outs):
-                    results[i] = o
-                    if on_result is not None:
-                        on_result(i, o)
+                for i, o in zip(batch, self._generate_batch([encoded[i] for i in batch], requests[batch[0]], prefix)):
+                    done(i, o)
 
-            self._batches(idx, run)
+            self._batches(idx, run, self.generation_slots)
         return [r if r is not None else [] for r in results]
+
+    def generation_slots(self) -> int:
+        """Rows generated at once: the batch size; with auto on CPU at most CPU_SLOTS (more rows per step
+        stop paying off once the cores are busy, and every row waits for the slowest)."""
+        if self.auto and not self.device.startswith("cuda"):
+            return min(self.batch_size, CPU_SLOTS)
+        return self.batch_size
 
     def _shared_prefix(self, seqs: list[list[int]]) -> tuple[list[int], Any] | None:
         """Few-shot prompts share a long head: run it once and keep its KV cache for every batch."""
@@ -228,7 +231,7 @@ class HFBackend(Backend):
         head = first[:common]
         with torch.inference_mode():
             out = self._forward(input_ids=torch.tensor([head], device=self.input_device), use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        cache = output_cache(out)
         if cache is None or not hasattr(cache, "batch_repeat_interleave"):  # legacy tuple caches: no reuse
             return None
         return head, cache
@@ -254,7 +257,7 @@ class HFBackend(Backend):
             mask = torch.cat([torch.ones_like(head_ids), tail_mask], dim=1)
             cache = copy.deepcopy(cache)
             cache.batch_repeat_interleave(len(seqs))
-            extra["past_key_values"] = cache
+            extra[cache_kwarg(self.model.generate)] = cache
         width = ids.shape[1]
         kwargs: dict[str, Any] = {
             "max_new_tokens": req.max_new_tokens,
@@ -341,7 +344,7 @@ class HFBackend(Backend):
                 return values
             # Each multi-token continuation continues from a copy of its context's cache.
             pick = torch.tensor([b for b, _, _ in rows], device=ids.device)
-            cache = out.past_key_values
+            cache = output_cache(out)
             cache.reorder_cache(pick)
             width = max(len(c) - 1 for _, _, c in rows)
             cont_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long, device=ids.device)
@@ -354,8 +357,8 @@ class HFBackend(Backend):
                 input_ids=cont_ids,
                 attention_mask=torch.cat([mask[pick], cont_mask], dim=1),
                 position_ids=start[:, None] + torch.arange(width, device=ids.device)[None, :],
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_kwarg(self.model.forward): cache},
             )
             logprobs = torch.log_softmax(out2.logits.float(), dim=-1)
             for r, (b, j, c) in enumerate(rows):
