@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             (Path(args[0]).parent / ERROR_FILE).write_text(e.message)
             print(f"error: {e.message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the launcher says in one line what was kept
+        return 130
     return 0
 
 
