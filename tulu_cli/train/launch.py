@@ -260,6 +260,21 @@ def pretokenize(opts: TrainOptions) -> dict[str, Any]:
     return info
 
 
+# `accelerate launch`, except that Ctrl-C ends it with exit 130 instead of torchrun's SignalException
+# traceback (its workers stop on the same signal; the launcher then prints the one line).
+_ACCELERATE_QUIET_ON_CTRL_C = """
+import runpy, signal, sys
+try:
+    runpy.run_module("accelerate.commands.launch", run_name="__main__", alter_sys=True)
+except KeyboardInterrupt:
+    sys.exit(130)
+except Exception as e:
+    if getattr(e, "sigval", None) != signal.SIGINT:
+        raise
+    sys.exit(130)
+"""
+
+
 def _stop_interrupted(opts: TrainOptions) -> NoReturn:
     """Exit 130 (the shell's code for Ctrl-C) after one stderr line on what was kept and how to resume."""
     from tulu_cli.train.loop import interrupted_message
@@ -305,7 +320,7 @@ def launch(opts: TrainOptions) -> Path:
 
     env, argv = launch_command(opts, options_file, port=free_port() if opts.num_machines == 1 else None)
     # Run accelerate with this interpreter so the workers see the same environment.
-    full = [sys.executable, "-m", "accelerate.commands.launch"] + argv[2:]
+    full = [sys.executable, "-c", _ACCELERATE_QUIET_ON_CTRL_C] + argv[2:]
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     if opts.cpu_threads:
         child_env["OMP_NUM_THREADS"] = str(opts.cpu_threads)
