@@ -144,3 +144,58 @@ def test_sft_lora_merge_on_the_real_model(real_model, tmp_path):
         adapted = PeftModel.from_pretrained(base, tmp_path / "lora")(ids).logits
         merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32)(ids).logits
     assert torch.allclose(adapted, merged, atol=1e-4), (adapted - merged).abs().max()
+
+
+def test_mmlu_answers_equal_a_plain_transformers_reading_of_the_reference_rule(real_model, shared_data, tmp_path):
+    """open-instruct's MMLU rule computed here with plain transformers on the prompts tulu wrote:
+    the next-token logits after the prompt, compared at encode(" " + letter)[-1]."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["eval", "run", "-m", str(real_model), "-t", "mmlu_0shot", "-d", str(shared_data / "eval"),
+                                   "--limit", "2", "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.stderr
+    rows = [json.loads(line) for line in (out / "mmlu_0shot" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) >= 4  # --limit is per subject: 2 questions of each subject in the shared sample
+    tok = AutoTokenizer.from_pretrained(real_model)
+    model = AutoModelForCausalLM.from_pretrained(real_model, dtype=torch.float32).eval()
+    letter_ids = [tok.encode(" " + letter, add_special_tokens=False)[-1] for letter in "ABCD"]
+    for row in rows:
+        assert row["prompt"].endswith("The answer is:")
+        with torch.no_grad():
+            logits = model(torch.tensor([tok(row["prompt"]).input_ids])).logits[0, -1]
+        expected = "ABCD"[int(torch.argmax(logits[letter_ids]))]
+        assert row["answer"] == expected, (row["id"], logits[letter_ids])
+
+
+# One preset of each kind of prompt and scorer the shared rows allow (the tiny-model tests run all of them).
+PRESETS_ON_SHARED_ROWS = ["mmlu_5shot", "gsm_cot", "bbh_direct", "truthfulqa_mc", "ifeval", "codex_eval_temp_0.1"]
+
+
+def test_presets_on_real_rows_write_well_formed_predictions(real_model, shared_data, tmp_path):
+    import math as _math
+
+    from tulu_cli.evaluation.tasks import get_task
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, [
+        "eval", "run", "-m", str(real_model), "-t", ",".join(PRESETS_ON_SHARED_ROWS), "-d", str(shared_data / "eval"),
+        "--input-file", f"ifeval={shared_data / 'ifeval' / 'input_data.jsonl'}",
+        "--limit", "1", "--max-new-tokens", "32", "--n-samples", "1", "-o", str(out), "--json",
+    ])
+    assert res.exit_code == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())["results"]
+    for name in PRESETS_ON_SHARED_ROWS:
+        task = get_task(name)
+        rows = [json.loads(line) for line in (out / name / "predictions.jsonl").read_text().splitlines()]
+        assert rows, name
+        for row in rows:
+            assert {"id", "prompt", "output", "answer", "metrics"} <= set(row), (name, row)
+            if task.kind == "generate":
+                assert isinstance(row["output"], str) and row["output"].strip(), (name, row["output"])
+            else:
+                assert len(row["output"]) >= 2 and all(_math.isfinite(x) for x in row["output"]), (name, row["output"])
+        primary = task.metrics[0]
+        value = results[name]["metrics"][primary]
+        assert isinstance(value, (int, float)) and 0 <= value <= 1, (name, primary, value)
