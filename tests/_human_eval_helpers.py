@@ -189,71 +189,15 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 # ---- `tulu` as an ordinary user ------------------------------------------------------------------
 
 UNPRIVILEGED_USER = "tulu-he-test"
-SYSTEM_PYTHON = Path("/usr/bin/python3")
-
-# Run by this interpreter in a fresh process: the site-packages entries `tulu human-eval` imports.
-_DEPENDENCIES = r"""
-import site, sys
-from pathlib import Path
-import rich.markup, rich.table
-import tulu_cli.cli.main, tulu_cli.human_eval.analysis, tulu_cli.human_eval.server, tulu_cli.options.human_eval
-roots = {Path(p).resolve() for p in site.getsitepackages() + [site.getusersitepackages()]}
-tops = set()
-for m in list(sys.modules.values()):
-    f = Path(getattr(m, "__file__", None) or "/").resolve()
-    tops.update(str(r / f.relative_to(r).parts[0]) for r in roots if r in f.parents)
-print("\n".join(sorted(tops)))
-"""
+# What `tulu human-eval` imports: the copy made for the ordinary user must hold these.
+HUMAN_EVAL_MODULES = (
+    "rich.markup", "rich.table", "tulu_cli.cli.main", "tulu_cli.human_eval.analysis",
+    "tulu_cli.human_eval.server", "tulu_cli.options.human_eval",
+)
 
 
-class Unprivileged:
-    """``python -m tulu_cli.cli.main`` as ``UNPRIVILEGED_USER`` through runuser, on the system Python with a
-    copy of the package and its dependencies readable by that user (the test interpreter may live in /root)."""
+def unprivileged(root: Path):
+    """A runner for `tulu human-eval` as an ordinary user (tests/_unprivileged.py), or why there is none."""
+    from _unprivileged import unprivileged as as_user
 
-    def __init__(self, root: Path):
-        import compileall
-        import pwd
-
-        import tulu_cli
-
-        self.uid = pwd.getpwnam(UNPRIVILEGED_USER).pw_uid
-        self.gid = pwd.getpwnam(UNPRIVILEGED_USER).pw_gid
-        self.site = root / "python"
-        self.site.mkdir()
-        found = subprocess.run([sys.executable, "-c", _DEPENDENCIES], capture_output=True, text=True, check=True)
-        for src in map(Path, found.stdout.split()):
-            if src.name.startswith(("__editable__", "_distutils_hack", "tulu_cli")):
-                continue
-            if src.is_dir():
-                shutil.copytree(src, self.site / src.name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(src, self.site / src.name)
-        shutil.copytree(Path(tulu_cli.__file__).parent, self.site / "tulu_cli", ignore=shutil.ignore_patterns("__pycache__"))
-        compileall.compile_dir(self.site, quiet=2)  # the user cannot write .pyc files there
-        for dirpath, _, filenames in os.walk(self.site):
-            for path in [Path(dirpath), *(Path(dirpath, f) for f in filenames)]:
-                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
-
-    def run(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-        env = ["PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "HF_HUB_OFFLINE=1", f"PYTHONPATH={self.site}"]
-        cmd = ["runuser", "-u", UNPRIVILEGED_USER, "--", "env", "-i", *env, str(SYSTEM_PYTHON), "-m", "tulu_cli.cli.main"]
-        return subprocess.run([*cmd, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def unprivileged(root: Path) -> Unprivileged | str:
-    """A runner for an ordinary user (created with useradd if missing, and kept: concurrent test runs share
-    it), or why there cannot be one here. ``root`` must be reachable by every user."""
-    if not (shutil.which("runuser") and shutil.which("useradd")):
-        return "needs runuser and useradd to run tulu as an ordinary user"
-    if not SYSTEM_PYTHON.exists():
-        return f"needs {SYSTEM_PYTHON} to run tulu as an ordinary user"
-    version = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
-    if version.stdout.strip() != str(sys.version_info[:2]):
-        return f"{SYSTEM_PYTHON} is Python {version.stdout.strip()}, not {sys.version_info[:2]}: the copied compiled dependencies would not load"
-    if subprocess.run(["id", "-u", UNPRIVILEGED_USER], capture_output=True).returncode != 0:
-        made = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED_USER], capture_output=True, text=True
-        )
-        if made.returncode != 0 and subprocess.run(["id", "-u", UNPRIVILEGED_USER], capture_output=True).returncode != 0:
-            return f"useradd {UNPRIVILEGED_USER} failed: {made.stderr.strip()}"
-    return Unprivileged(root)
+    return as_user(UNPRIVILEGED_USER, root, HUMAN_EVAL_MODULES)

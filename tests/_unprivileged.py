@@ -71,6 +71,9 @@ def unprivileged(user: str, root: Path, modules: Sequence[str]) -> Unprivileged 
         return "needs runuser and useradd to run tulu as an ordinary user"
     if not SYSTEM_PYTHON.exists():
         return f"needs {SYSTEM_PYTHON} (the test interpreter's version) to run tulu as an ordinary user"
+    version = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    if version.stdout.strip() != str(sys.version_info[:2]):
+        return f"{SYSTEM_PYTHON} is Python {version.stdout.strip()}, not {sys.version_info[:2]}: the copied compiled packages would not load"
     if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
         made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user], capture_output=True, text=True)
         if made.returncode != 0 and subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
