@@ -68,6 +68,7 @@ def run(
     dtype: Annotated[Optional[str], _opt("--dtype", help="auto, float32, bfloat16 or float16. Default: auto (checkpoint dtype on GPU, float32 on CPU).", panel=M)] = None,
     device: Annotated[Optional[str], _opt("--device", help="Torch device for hf. Default: cuda if available, else cpu.", panel=M)] = None,
     max_length: Annotated[Optional[int], _opt("--max-length", help="Model context length; longer prompts are cut from the left. Default: the model's.", panel=M)] = None,
+    tensor_parallel_size: Annotated[Optional[int], _opt("--tensor-parallel-size", help="GPUs vllm splits the model over (its heads must divide by it). Default: every visible GPU.", panel=M)] = None,
     max_new_tokens: Annotated[Optional[int], _opt("--max-new-tokens", help="Maximum generated tokens. Default: the preset's (512 for GSM/BBH).", panel=G)] = None,
     temperature: Annotated[Optional[float], _opt("--temperature", help="Sampling temperature; 0 is greedy. Default: the preset's.", panel=G)] = None,
     top_p: Annotated[Optional[float], _opt("--top-p", help="Nucleus sampling mass. Default: the preset's.", panel=G)] = None,

@@ -83,6 +83,7 @@ class EvalRunOptions(TaskExtraOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: Optional[str] = None
     max_length: Optional[int] = None
+    tensor_parallel_size: Optional[int] = None  # vllm; None: every visible GPU
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str = "OPENAI_API_KEY"
     openai_api: Literal["chat", "completions"] = "chat"
@@ -129,6 +130,8 @@ class EvalRunOptions(TaskExtraOptions):
             raise ValueError("--n-samples must be at least 1")
         if self.concurrency < 1:
             raise ValueError("--concurrency must be at least 1")
+        if self.tensor_parallel_size is not None and self.tensor_parallel_size < 1:
+            raise ValueError("--tensor-parallel-size must be at least 1")
         return self
 
 

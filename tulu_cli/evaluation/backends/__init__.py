@@ -128,7 +128,13 @@ def load_backend(opts: Any) -> Backend:
     if opts.backend == "vllm":
         from tulu_cli.evaluation.backends.vllm import VLLMBackend
 
-        return VLLMBackend(opts.model, tokenizer=opts.tokenizer, dtype=opts.dtype, max_length=opts.max_length)
+        return VLLMBackend(
+            opts.model,
+            tokenizer=opts.tokenizer,
+            dtype=opts.dtype,
+            max_length=opts.max_length,
+            tensor_parallel_size=opts.tensor_parallel_size,
+        )
     if opts.backend == "openai":
         from tulu_cli.evaluation.backends.openai import OpenAIBackend
 

