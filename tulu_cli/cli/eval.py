@@ -64,7 +64,7 @@ def run(
     backend: Annotated[Optional[str], _opt("--backend", "-b", help="hf (transformers), vllm (needs the vllm extra) or openai (any OpenAI-compatible API). Default: hf.", panel=M)] = None,
     tokenizer: Annotated[Optional[str], _opt("--tokenizer", help="Tokenizer folder or name. Default: the model's.", panel=M)] = None,
     chat_template: Annotated[Optional[str], _opt("--chat-template", help="tulu (<|user|>/<|assistant|> format), tokenizer (the tokenizer's own template) or none (plain prompts, for base models), for every task of the run. Default: each preset's own, as open-instruct ran it (tulu; none for codex_eval_temp_*; `tulu eval list --json` shows each).", panel=M)] = None,
-    batch_size: Annotated[Optional[str], _opt("--batch-size", help="Prompts per batch, or auto: start at 64 and halve on out-of-memory. Default: auto.", panel=M)] = None,
+    batch_size: Annotated[Optional[str], _opt("--batch-size", help="Prompts per batch (rows in flight when generating), or auto: start at 64 (16 rows when generating on CPU) and halve on out-of-memory. Default: auto.", panel=M)] = None,
     dtype: Annotated[Optional[str], _opt("--dtype", help="auto, float32, bfloat16 or float16. Default: auto (checkpoint dtype on GPU, float32 on CPU).", panel=M)] = None,
     device: Annotated[Optional[str], _opt("--device", help="Torch device for hf. Default: cuda if available, else cpu.", panel=M)] = None,
     max_length: Annotated[Optional[int], _opt("--max-length", help="Model context length; longer prompts are cut from the left. Default: the model's.", panel=M)] = None,
