@@ -38,6 +38,8 @@ def w(tiny_model, tmp_path_factory) -> Path:
     write_preference_data(root / "prefs.jsonl", n=4)
     (root / "first_bad.jsonl").write_text('{"messages": [{"role": "user"\n')
     (root / "not_object.jsonl").write_text("[1, 2]\n")
+    good = (root / "chat.jsonl").read_text().splitlines(keepends=True)
+    (root / "cut_line3.jsonl").write_text(good[0] + good[1] + good[2][: len(good[2]) // 2] + "\n")  # a copy cut short
     (root / "bad_role.jsonl").write_text(json.dumps({"messages": [{"role": "robot", "content": "hi"}]}) + "\n")
     (root / "empty.jsonl").write_text("")
     (root / "afile").write_text("not a folder\n")
@@ -81,7 +83,8 @@ ROWS = [
     # data files
     ("sft-train-file-missing", lambda w: _sft(w, data=w / "missing.jsonl"), ["missing.jsonl", "does not exist"]),
     ("sft-train-file-empty", lambda w: _sft(w, data=w / "empty.jsonl"), ["empty.jsonl", "empty"]),
-    ("sft-train-file-first-line-bad", lambda w: _sft(w, data=w / "first_bad.jsonl"), ["first_bad.jsonl:1", "invalid JSON"]),
+    ("sft-train-file-first-line-bad", lambda w: _sft(w, data=w / "first_bad.jsonl"), ["first_bad.jsonl:1", "truncated JSON"]),
+    ("sft-train-file-line-3-cut-short", lambda w: _sft(w, data=w / "cut_line3.jsonl"), ["cut_line3.jsonl:3", "truncated JSON"]),
     ("sft-train-file-not-object", lambda w: _sft(w, data=w / "not_object.jsonl"), ["not_object.jsonl:1", "JSON object"]),
     ("sft-train-file-bad-role", lambda w: _sft(w, data=w / "bad_role.jsonl"), ["bad_role.jsonl:1", "robot"]),
     ("dpo-data-without-pairs", lambda w: _sft(w, cmd=("dpo",)), ["chat.jsonl"]),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import json_problem
 
 CACHE_FORMAT = 1
 IGNORE = -100
@@ -89,7 +90,7 @@ def read_pairs(files: Sequence[str]) -> Iterator[tuple[list[dict], list[dict]]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise TuluError(f"{where}: invalid JSON ({e.msg})") from None
+                    raise TuluError(f"{where}: {json_problem(e, line)}") from None
                 yield parse_pair(row, where)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import json_problem
 
 CACHE_FORMAT = 1
 CACHE_MARKER = "tulu_cache.json"
@@ -120,7 +121,7 @@ def _parse_row(line: str, path: Path, lineno: int) -> dict[str, Any]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as e:
-        raise TuluError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        raise TuluError(f"{path}:{lineno}: {json_problem(e, line)}") from None
     if not isinstance(row, dict):
         raise TuluError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
     if "messages" in row:
@@ -249,6 +250,10 @@ def _load_source(train_files: list[str], dataset: str | None, dataset_config: st
         return ds
     # Streamed to Arrow on disk (under the temporary work folder) rather than held as Python objects:
     # the Tulu v2 mixture is 326k conversations.
+    # datasets' "Generating train split" bar is noise for a local file (tokenization has its own
+    # progress) and would stand before the one error line of a bad row.
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
     try:
         ds = datasets.Dataset.from_generator(
             read_rows, gen_kwargs={"files": list(train_files)}, features=_features(), cache_dir=str(work_dir / "raw"), keep_in_memory=False
@@ -260,6 +265,9 @@ def _load_source(train_files: list[str], dataset: str | None, dataset_config: st
         if cause is not None:
             raise cause from None
         raise
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     if len(ds) == 0:
         raise TuluError(f"{', '.join(train_files)}: no training rows")
     return ds

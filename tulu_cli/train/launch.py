@@ -287,7 +287,9 @@ def launch(opts: TrainOptions) -> Path:
     """Run the training described by ``opts``; return the output folder."""
     preflight(opts)
     out = Path(opts.output_dir)
-    with new_folders_undone(out):  # a data error found while tokenizing leaves no new folder
+    cache = Path(opts.cache_dir) if opts.cache_dir else out
+    # A data error found while tokenizing leaves no new folder (output or cache).
+    with new_folders_undone(out), new_folders_undone(cache):
         out.mkdir(parents=True, exist_ok=True)
         if opts.overwrite_output_dir:
             clear_previous_run(out)
