@@ -91,7 +91,8 @@ def test_identical_and_untrainable_pairs_are_reported_and_dropped(tiny_model, tm
 @pytest.mark.parametrize(
     "rows, message",
     [
-        (['{"chosen": [], "rejected": []'], "p.jsonl:1: invalid JSON"),
+        (['{"chosen": [], "rejected": []'], "p.jsonl:1: truncated JSON: the text ends before the value is complete"),
+        (['{"chosen": [] "rejected": []}'], "p.jsonl:1: invalid JSON: Expecting ',' delimiter (column 15)"),
         ([{"prompt": "x", "chosen": "a"}], "p.jsonl:1: a preference row needs 'chosen' and 'rejected' (keys: chosen, prompt)"),
         ([{"chosen": "a", "rejected": "b"}], "p.jsonl:1: field 'chosen' is a string, which needs a 'prompt' field too"),
         ([{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
