@@ -93,3 +93,23 @@ def test_new_folders_undone(tmp_path):
             (tmp_path / "c" / "kept").write_text("x")
             raise RuntimeError("refused")
     assert (tmp_path / "c" / "kept").exists()
+
+
+def test_every_cache_follows_one_rule(monkeypatch, tmp_path):
+    from tulu_cli.paths import cache_root
+
+    monkeypatch.delenv("TULU_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root("tokenized") == tmp_path / "home" / ".cache" / "tulu" / "tokenized"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root("preference") == tmp_path / "xdg" / "tulu" / "preference"
+    monkeypatch.setenv("TULU_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine" and cache_root("openai") == tmp_path / "mine" / "openai"
+
+
+def test_sha256_file_is_the_files_digest(tmp_path):
+    from tulu_cli.paths import sha256_file
+
+    (tmp_path / "f").write_bytes(b"abc")
+    assert sha256_file(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

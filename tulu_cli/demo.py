@@ -36,9 +36,9 @@ def smollm2_gguf() -> Path:
 
 
 def default_models_dir() -> Path:
-    from tulu_cli.data.download import default_cache_dir
+    from tulu_cli.paths import cache_root
 
-    return default_cache_dir() / "models"
+    return cache_root("models")
 
 
 def smollm2(cache_dir: str | Path | None = None, force: bool = False) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -16,6 +17,26 @@ from tulu_cli.errors import TuluError
 # rename), and owned by a process that can be checked for life. The host keeps two machines sharing a
 # folder (NFS) from deleting each other's work.
 _STAGED = re.compile(r"^\..+\.tulu-(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)$")
+
+
+def cache_root(*parts: str) -> Path:
+    """tulu's cache root, the one rule every cache follows: $TULU_CACHE, else $XDG_CACHE_HOME/tulu, else
+    ~/.cache/tulu; ``parts`` name the sub-folder (``cache_root("tokenized")``)."""
+    env = os.environ.get("TULU_CACHE")
+    if env:
+        root = Path(env).expanduser()
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tulu"
+    return root.joinpath(*parts)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _host() -> str:

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from tulu_cli.errors import TuluError
+from tulu_cli.paths import cache_root, sha256_file
 
 CHUNK = 1 << 16
 ATTEMPTS = 5  # a dropped connection is retried (resuming) this many times before giving up
@@ -46,23 +47,6 @@ def resolve_url(url: str) -> str:
     rest, _, rev = url[len("hf://"):].partition("@")
     owner, repo, filename = rest.split("/", 2)
     return hf_dataset_url(f"{owner}/{repo}", filename, rev or "main")
-
-
-def default_cache_dir() -> Path:
-    """TULU_CACHE, else $XDG_CACHE_HOME/tulu, else ~/.cache/tulu."""
-    env = os.environ.get("TULU_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tulu"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _file_name(url: str) -> str:
@@ -314,7 +298,7 @@ def fetch(
     if dest.is_file() and (sha256 is None or sha256_file(dest).lower() == sha256.lower()):
         return dest
     target = _cache_path(url, Path(cache_dir)) if cache_dir is not None else dest
-    with _exclusive(target, Path(cache_dir) if cache_dir is not None else default_cache_dir()):
+    with _exclusive(target, Path(cache_dir) if cache_dir is not None else cache_root()):
         if target.is_file() and sha256 is not None and sha256_file(target).lower() != sha256.lower():
             target.unlink()  # stale or corrupted copy: fetch it again rather than fail
         if not target.is_file():  # another process may have finished it while we waited

@@ -19,15 +19,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tulu_cli.errors import TuluError
 from tulu_cli.jsonl import json_problem
+from tulu_cli.paths import cache_root
 
 CACHE_FORMAT = 1
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("TULU_CACHE")
-    return Path(env) / "preference" if env else Path.home() / ".cache" / "tulu" / "preference"
 
 
 def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
@@ -176,7 +172,7 @@ def preference_dataset(
         sort_keys=True,
     )
     key = hashlib.sha256(blob.encode()).hexdigest()[:24]
-    root = Path(cache_dir) / "preference" if cache_dir else default_cache_dir()
+    root = Path(cache_dir) / "preference" if cache_dir else cache_root("preference")
     final = root / key
     info: dict[str, Any] = {"cache_key": key, "cache_path": str(final), "data_hashes": hashes}
     found = "encoded preference pairs found in cache {path}: skipped tokenization ({examples} pairs)"

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from tulu_cli.data.download import Gone, default_cache_dir, fetch, resolve_url
+from tulu_cli.data.download import Gone, fetch, resolve_url
+from tulu_cli.paths import cache_root
 from tulu_cli.data.io import JsonlWriter
 from tulu_cli.data.mixtures import MIXTURES, Component, Mixture, filter_hit, load_mixture_file
 from tulu_cli.data.sources import Context, RawFile, Source, get_source
@@ -297,7 +298,7 @@ def _dirs(opts: "PrepareOptions") -> tuple[Path | None, Path]:
     raw_dir = Path(opts.raw_dir).expanduser() if opts.raw_dir else None
     if raw_dir is not None and not raw_dir.is_dir():
         raise TuluError(f"--raw-dir {raw_dir}: not a folder")
-    return raw_dir, Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir()
+    return raw_dir, Path(opts.cache_dir).expanduser() if opts.cache_dir else cache_root()
 
 
 @dataclass

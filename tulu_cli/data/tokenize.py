@@ -18,23 +18,11 @@ from typing import Any, Callable, Iterator
 
 from tulu_cli.errors import TuluError
 from tulu_cli.jsonl import json_problem
+from tulu_cli.paths import cache_root, sha256_file
 
 CACHE_FORMAT = 1
 CACHE_MARKER = "tulu_cache.json"
 COLUMNS = ("input_ids", "labels", "length")
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("TULU_CACHE")
-    return Path(env) / "tokenized" if env else Path.home() / ".cache" / "tulu" / "tokenized"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_hashes(train_files, dataset: str | None, dataset_config: str | None, split: str) -> dict[str, str]:
@@ -45,15 +33,15 @@ def data_hashes(train_files, dataset: str | None, dataset_config: str | None, sp
     split, which follows the files of the revision it resolved (a new commit, a new fingerprint).
     """
     if not dataset:
-        return {str(Path(f).resolve()): file_sha256(f) for f in train_files}
+        return {str(Path(f).resolve()): sha256_file(f) for f in train_files}
     name = f"{dataset}:{dataset_config}:{split}"
     local = Path(dataset)
     if local.is_file():
-        return {f"{name}:{local.name}": file_sha256(local)}
+        return {f"{name}:{local.name}": sha256_file(local)}
     if local.is_dir():
         # datasets skips hidden files and folders (its own .cache among them), so these do not count
         files = sorted(p for p in local.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts))
-        return {f"{name}:{p.relative_to(local).as_posix()}": file_sha256(p) for p in files}
+        return {f"{name}:{p.relative_to(local).as_posix()}": sha256_file(p) for p in files}
     return {f"hf:{name}": "fingerprint:" + load_hub_dataset(dataset, dataset_config, split)._fingerprint}
 
 
@@ -310,7 +298,7 @@ def tokenized_dataset(
         add_bos=add_bos,
         max_train_samples=max_train_samples,
     )
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    root = Path(cache_dir) if cache_dir else cache_root("tokenized")
     final = root / key
     info: dict[str, Any] = {"cache_key": key, "cache_path": str(final), "data_hashes": hashes}
     found = "tokenized data found in cache {path}: skipped tokenization ({examples} examples)"

@@ -95,7 +95,7 @@ def sha256_text(text: str) -> str:
 
 def hash_paths(root: Path, rels: tuple[str, ...] | list[str]) -> dict[str, str]:
     """sha256 of each data file a task reads (folders: one hash over their sorted files)."""
-    from tulu_cli.data.download import sha256_file
+    from tulu_cli.paths import sha256_file
 
     out: dict[str, str] = {}
     for rel in rels:

@@ -185,9 +185,9 @@ class Recipe(TrainingRecipe):
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def reference_path(self) -> Path:
-        from tulu_cli.data.preference import default_cache_dir
+        from tulu_cli.paths import cache_root
 
-        root = Path(self.opts.cache_dir) / "preference" if self.opts.cache_dir else default_cache_dir()
+        root = Path(self.opts.cache_dir) / "preference" if self.opts.cache_dir else cache_root("preference")
         return root / "reference" / f"{self.reference_key()}.json"
 
     def precompute_reference(self):

@@ -21,16 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from tulu_cli.errors import TuluError
+from tulu_cli.paths import cache_root
 from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, OnResult
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_API_STOPS = 4  # OpenAI accepts at most 4 stop sequences; the rest are applied here
-
-
-def default_cache_dir() -> Path:
-    from tulu_cli.data.download import default_cache_dir as base
-
-    return base() / "openai"
 
 
 class ResponseCache:
@@ -86,7 +81,7 @@ class OpenAIClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(headers=headers, timeout=timeout)
-        self.cache = ResponseCache(Path(cache_dir or default_cache_dir()) / "responses.sqlite")
+        self.cache = ResponseCache(Path(cache_dir or cache_root("openai")) / "responses.sqlite")
         self.max_retries = max_retries
         self.backoff = backoff
         self.sent = 0  # requests that reached the network (cache misses), for tests and logs
