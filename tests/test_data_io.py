@@ -6,10 +6,11 @@ import gzip
 import zipfile
 
 import pytest
+from _xlsx import write_simple_xlsx
 
 from tulu_cli.data.io import JsonlWriter, read_jsonl, read_records, write_jsonl
 from tulu_cli.data.validate import check_messages, check_row
-from tulu_cli.data.xlsx import read_first_sheet, write_simple_xlsx
+from tulu_cli.data.xlsx import read_first_sheet
 from tulu_cli.errors import TuluError
 from tulu_cli.paths import temp_path
 
@@ -51,6 +52,31 @@ def test_read_jsonl_on_bad_callback_continues(tmp_path):
     seen = []
     assert list(read_jsonl(p, lambda where, m: seen.append(where))) == [(2, {"a": 2})]
     assert seen == [f"{p}:1"]
+
+
+def test_read_jsonl_stream_names_the_member_and_keeps_it_open():
+    import io
+
+    f = io.BytesIO(b'\xef\xbb\xbf{"a": 1}\n\n{"a": 2\n')
+    with pytest.raises(TuluError, match=r"^x.zip!core.jsonl:3: truncated JSON"):
+        list(read_jsonl("x.zip!core.jsonl", stream=f))
+    assert not f.closed  # the caller's archive member is the caller's to close
+
+
+def test_read_jsonl_whole_lines_reports_a_last_line_cut_short(tmp_path):
+    p = tmp_path / "log.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": 2}')  # complete JSON, but the append stopped before its line break
+    assert list(read_jsonl(p)) == [(1, {"a": 1}), (2, {"a": 2})]
+    seen = []
+    assert list(read_jsonl(p, lambda where, m: seen.append(f"{where}: {m}"), whole_lines=True)) == [(1, {"a": 1})]
+    assert seen == [f"{p}:2: the last line has no line break (a write cut short)"]
+
+
+def test_read_jsonl_folder_and_unreadable_file_are_one_line(tmp_path):
+    with pytest.raises(TuluError, match=r"d: is a folder, not a JSONL file$"):
+        list(read_jsonl(tmp_path / "d" if (tmp_path / "d").mkdir() is None else None))
+    with pytest.raises(TuluError, match=r"nope.jsonl: file does not exist$"):
+        list(read_jsonl(tmp_path / "nope.jsonl"))
 
 
 def test_read_records_json_list_and_errors(tmp_path):
