@@ -19,8 +19,6 @@ import numpy as np
 
 from tulu_cli.errors import TuluError
 
-# 10 values of C from 1e-4 to 1e4: what sklearn's LogisticRegressionCV (Cs=10) searches, as the package does.
-DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 4, 10))
 # Gamed baselines (concise / verbose versions of the reference) enter the fit with this total weight,
 # split between the two of them, so the length slope stays close to what the baseline itself shows.
 REGULARIZE_TO_BASELINE_LAMBDA = 0.2
@@ -89,122 +87,83 @@ def win_rate(preferences: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- L1-regularised logistic regression
+# ---------------------------------------------------------------- the GLM fit (scikit-learn's liblinear, as the package)
+
+# The package's set-up: 10 values of C from 1e-4 to 1e4, grouped 5-fold CV, liblinear, seed 123.
+N_CS = 10
+RANDOM_STATE = 123
+# With fewer rows than folds the package's CV cannot run; its no-CV fit uses this C.
+NO_CV_C = 100.0
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
+def _sklearn():
+    try:
+        import sklearn
+        from sklearn import linear_model, metrics, model_selection
+    except ImportError:
+        raise TuluError(
+            "the length-controlled win rate needs scikit-learn (AlpacaEval fits its GLM with it): pip install 'tulu-cli[eval]'"
+        ) from None
+    return sklearn, linear_model, metrics, model_selection
 
 
-def _weighted_ce(X: np.ndarray, p: np.ndarray, s: np.ndarray, w: np.ndarray) -> float:
-    """Sum of s_i * cross-entropy(p_i, sigmoid(x_i.w)), computed stably from the logits."""
-    z = X @ w
-    # -[p log sig(z) + (1-p) log(1-sig(z))] = logaddexp(0, z) - p z
-    return float(np.sum(s * (np.logaddexp(0.0, z) - p * z)))
+def require_sklearn() -> None:
+    """Raise the one-line TuluError now when scikit-learn is missing (before any judge call is paid for)."""
+    _sklearn()
 
 
-def fit_l1_logistic(
-    X: np.ndarray,
-    p: np.ndarray,
-    sample_weight: np.ndarray | None = None,
-    C: float = 1.0,
-    tol: float = 1e-10,
-    max_sweeps: int = 2000,
-) -> np.ndarray:
-    """Minimise ``||w||_1 + C * sum_i s_i * CE(p_i, sigmoid(x_i . w))`` (no intercept) for soft labels p in [0, 1].
+def _soft_log_loss(y: np.ndarray, proba: np.ndarray, true_prob: np.ndarray, true_sample_weight: np.ndarray) -> float:
+    """Held-out score of one fold: mean of weight * soft cross-entropy, predictions clipped to [1e-15, 1-1e-15].
 
-    This is the objective liblinear's L1 logistic regression optimises when each row is fed
-    twice (label 1 with weight s*p, label 0 with weight s*(1-p)), which is how the alpaca_eval
-    package fits its GLM with probabilistic targets. Solved by cyclic coordinate descent with a
-    soft-thresholded Newton step per coordinate and a backtracking line search.
+    ``y`` is the duplicated rows' 0/1 label; each copy's soft target is recovered from the
+    probability its weight was built from (so both copies of a row score the same target).
     """
-    X = np.asarray(X, dtype=float)
-    p = np.asarray(p, dtype=float)
-    s = np.ones(len(p)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    n_features = X.shape[1]
-    w = np.zeros(n_features)
-
-    def objective(w_: np.ndarray) -> float:
-        return float(np.abs(w_).sum()) + C * _weighted_ce(X, p, s, w_)
-
-    current = objective(w)
-    for _ in range(max_sweeps):
-        biggest_step = 0.0
-        for j in range(n_features):
-            mu = _sigmoid(X @ w)
-            xj = X[:, j]
-            g = C * float(np.sum(s * (mu - p) * xj))
-            h = C * float(np.sum(s * mu * (1 - mu) * xj * xj)) + 1e-12
-            wj = w[j]
-            # Newton step on the smooth part, with the |w_j| kink handled exactly.
-            if g + 1.0 <= h * wj:
-                d = -(g + 1.0) / h
-            elif g - 1.0 >= h * wj:
-                d = -(g - 1.0) / h
-            else:
-                d = -wj
-            if d == 0.0:
-                continue
-            step = 1.0
-            for _ls in range(60):
-                trial = w.copy()
-                trial[j] = wj + step * d
-                value = objective(trial)
-                if value <= current:
-                    break
-                step *= 0.5
-            else:
-                continue
-            w = trial
-            current = value
-            biggest_step = max(biggest_step, abs(step * d))
-        if biggest_step < tol:
-            break
-    return w
-
-
-def _group_folds(n_groups: int, n_splits: int) -> np.ndarray:
-    """Fold of each group when every group has the same size, assigned as sklearn's GroupKFold does."""
-    sizes = np.full(n_groups, 2)
-    order = np.argsort(sizes)[::-1]
-    folds = np.empty(n_groups, dtype=int)
-    load = np.zeros(n_splits)
-    for g in order:
-        lightest = int(np.argmin(load))
-        load[lightest] += 2
-        folds[g] = lightest
-    return folds
+    target = np.where(y == 1, true_prob, 1 - true_prob)
+    proba = np.clip(proba, 1e-15, 1 - 1e-15)
+    return float(-np.mean((target * np.log(proba) + (1 - target) * np.log(1 - proba)) * true_sample_weight))
 
 
 def fit_l1_logistic_cv(
     X: np.ndarray,
     p: np.ndarray,
     sample_weight: np.ndarray | None = None,
-    Cs: Sequence[float] = DEFAULT_CS,
     n_splits: int = 5,
-) -> tuple[np.ndarray, float]:
-    """Choose C by grouped k-fold cross-validation on the weighted soft log-loss, then refit on all rows.
+) -> tuple[Any, float]:
+    """L1 logistic regression of soft labels ``p`` in [0, 1] on ``X`` (no intercept), C chosen by grouped CV.
 
-    Returns ``(weights, chosen_C)``. The held-out score is the mean of ``s_i * CE_i`` over the fold
-    (predictions clipped to [1e-15, 1-1e-15]), and the C with the best mean over folds wins, as in
-    the package's ``LogisticRegressionCV`` set-up.
+    As the alpaca_eval package fits its GLM: every row enters twice, with label 1 and weight
+    ``s * p`` and with label 0 and weight ``s * (1 - p)``; scikit-learn's ``LogisticRegressionCV``
+    (liblinear, L1, 10 Cs, ``GroupKFold`` keeping both copies of a row in one fold, seed 123) picks C
+    by the weighted soft log-loss and refits on all rows. Returns ``(fitted model, chosen C)``.
     """
+    sklearn, linear_model, metrics, model_selection = _sklearn()
     X = np.asarray(X, dtype=float)
     p = np.asarray(p, dtype=float)
     s = np.ones(len(p)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    X2 = np.vstack([X, X])
+    y2 = np.concatenate([np.ones(len(p), dtype=int), np.zeros(len(p), dtype=int)])
+    prob2 = np.concatenate([p, 1 - p])
+    s2 = np.concatenate([s, s])
+    groups = np.concatenate([np.arange(len(p)), np.arange(len(p))])
+    common: dict[str, Any] = dict(solver="liblinear", fit_intercept=False, dual=False, random_state=RANDOM_STATE)
+    # scikit-learn 1.8 deprecated penalty= (removed in 1.10) for l1_ratio(s)=1, which liblinear reads as L1.
+    new_api = tuple(int(x) for x in sklearn.__version__.split(".")[:2]) >= (1, 8)
     if n_splits <= 1 or len(p) < n_splits:
-        return fit_l1_logistic(X, p, s, C=100.0), 100.0
-    folds = _group_folds(len(p), n_splits)
-    scores = np.zeros((n_splits, len(Cs)))
-    for k in range(n_splits):
-        train, test = folds != k, folds == k
-        for ci, C in enumerate(Cs):
-            w = fit_l1_logistic(X[train], p[train], s[train], C=C, tol=1e-8)
-            pred = np.clip(_sigmoid(X[test] @ w), 1e-15, 1 - 1e-15)
-            ll = p[test] * np.log(pred) + (1 - p[test]) * np.log(1 - pred)
-            scores[k, ci] = float(np.mean(ll * s[test]))
-    best = int(np.argmax(scores.mean(axis=0)))
-    return fit_l1_logistic(X, p, s, C=Cs[best]), float(Cs[best])
+        model = linear_model.LogisticRegression(C=NO_CV_C, **common, **({"l1_ratio": 1.0} if new_api else {"penalty": "l1"}))
+        model.fit(X2, y2, sample_weight=prob2 * s2)
+        return model, NO_CV_C
+    extra: dict[str, Any] = {"l1_ratios": (1.0,)} if new_api else {"penalty": "l1"}
+    if "use_legacy_attributes" in linear_model.LogisticRegressionCV().get_params():
+        extra["use_legacy_attributes"] = False  # the attribute layout 1.10 makes the default (no warning)
+    # The fold's soft targets and weights reach the scorer through metadata routing, scoped to this fit.
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = metrics.make_scorer(_soft_log_loss, response_method="predict_proba", greater_is_better=False)
+        scorer = scorer.set_score_request(true_prob=True, true_sample_weight=True)
+        model = linear_model.LogisticRegressionCV(
+            Cs=N_CS, cv=model_selection.GroupKFold(n_splits=n_splits), scoring=scorer, **common, **extra
+        )
+        model.fit(X2, y2, sample_weight=prob2 * s2, groups=groups, true_prob=prob2, true_sample_weight=s2)
+    return model, float(np.ravel(model.C_)[0])
 
 
 # ---------------------------------------------------------------- length-controlled win rate
@@ -311,8 +270,9 @@ def length_controlled_win_rate(
     keep = ~np.isnan(y)
     if not keep.any():
         raise TuluError("length-controlled win rate: every preference is missing")
-    w, C = fit_l1_logistic_cv(X[keep], y[keep], weight[keep], n_splits=n_splits)
-    predicted = _sigmoid(X_test @ w)
+    model, C = fit_l1_logistic_cv(X[keep], y[keep], weight[keep], n_splits=n_splits)
+    predicted = model.predict_proba(X_test)[:, 1]
+    w = np.ravel(model.coef_)
     return {
         "length_controlled_winrate": float(predicted.mean() * 100),
         "lc_standard_error": _sem(predicted) * 100,
