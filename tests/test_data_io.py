@@ -73,8 +73,9 @@ def test_read_jsonl_whole_lines_reports_a_last_line_cut_short(tmp_path):
 
 
 def test_read_jsonl_folder_and_unreadable_file_are_one_line(tmp_path):
+    (tmp_path / "d").mkdir()
     with pytest.raises(TuluError, match=r"d: is a folder, not a JSONL file$"):
-        list(read_jsonl(tmp_path / "d" if (tmp_path / "d").mkdir() is None else None))
+        list(read_jsonl(tmp_path / "d"))
     with pytest.raises(TuluError, match=r"nope.jsonl: file does not exist$"):
         list(read_jsonl(tmp_path / "nope.jsonl"))
 

@@ -90,7 +90,8 @@ def test_loaders_and_missing_responses(tmp_path):
 @pytest.mark.parametrize(
     "row, message",
     [
-        ("{not json", r"input_data.jsonl:2: not valid JSON"),
+        # the shared reader's wording (tulu_cli.jsonl.json_problem), as for every other JSONL file
+        ("{not json", r"input_data.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes \(column 2\)"),
         ("[1, 2]", r"input_data.jsonl:2: expected a JSON object"),
         ({"key": 5, "instruction_id_list": [], "kwargs": []}, r"input_data.jsonl:2: missing field 'prompt'"),
         ({"key": 5, "prompt": "p", "instruction_id_list": ["nope:x"], "kwargs": [{}]},

@@ -79,3 +79,31 @@ def test_dpo_reference_log_probs_follow_an_edited_dataset_folder(tiny_model, tmp
     log, edited = dpo(tmp_path / "c")
     assert "encoded 9 preference pairs" in log and "computing reference log-probs for 9 pairs" in log
     assert edited["reference"]["path"] != first["reference"]["path"]
+
+
+def test_training_and_preference_files_go_through_the_one_jsonl_reader(tmp_path):
+    from tulu_cli.data import preference
+    from tulu_cli.errors import TuluError
+
+    # A BOM (Windows editors), CRLF endings, a blank line and a U+2028 inside a string: all one row each.
+    sft = tmp_path / "sft.jsonl"
+    sft.write_bytes('\ufeff{"prompt": "a\u2028b", "completion": "c"}\r\n\n{"messages": [{"role": "user", "content": "q"}]}\n'.encode())
+    tokenize.check_readable(sft)
+    assert list(tokenize.read_rows([str(sft)])) == [
+        {"messages": [], "prompt": "a\u2028b", "completion": "c"},
+        {"messages": [{"role": "user", "content": "q"}], "prompt": None, "completion": None},
+    ]
+    pref = tmp_path / "p.jsonl"
+    pref.write_bytes(b'\xef\xbb\xbf{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
+    preference.check_readable(pref)
+    assert list(preference.read_pairs([str(pref)])) == [
+        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+         [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}])
+    ]
+    # Not UTF-8 is one line at file:line (it used to name no line), and a non-object is named as such.
+    sft.write_bytes(b'{"prompt": "caf\xe9", "completion": "x"}\n')
+    with pytest.raises(TuluError, match=rf"^{sft}:1: not valid UTF-8 \(invalid continuation byte at byte 15\)$"):
+        tokenize.check_readable(sft)
+    pref.write_text('\n["q", "a", "b"]\n')
+    with pytest.raises(TuluError, match=rf"^{pref}:2: expected a JSON object, got list$"):
+        preference.check_readable(pref)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from tulu_cli.errors import TuluError
-from tulu_cli.jsonl import json_problem
+from tulu_cli.jsonl import read_jsonl
 from tulu_cli.paths import cache_root
 
 CACHE_FORMAT = 1
@@ -39,10 +39,8 @@ def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
     return out
 
 
-def parse_pair(row: Any, where: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def parse_pair(row: dict[str, Any], where: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(chosen conversation, rejected conversation) of one row; errors say file:line and field."""
-    if not isinstance(row, dict):
-        raise TuluError(f"{where}: expected a JSON object, got {type(row).__name__}")
     if "chosen" not in row or "rejected" not in row:
         raise TuluError(f"{where}: a preference row needs 'chosen' and 'rejected' (keys: {', '.join(sorted(row)) or 'none'})")
     prompt = row.get("prompt")
@@ -77,17 +75,8 @@ def _starts_with(msgs: list[dict], prefix: list[dict]) -> bool:
 
 def read_pairs(files: Sequence[str]) -> Iterator[tuple[list[dict], list[dict]]]:
     for name in files:
-        path = Path(name)
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TuluError(f"{where}: {json_problem(e, line)}") from None
-                yield parse_pair(row, where)
+        for lineno, row in read_jsonl(name):
+            yield parse_pair(row, f"{Path(name)}:{lineno}")
 
 
 def check_readable(path: str | Path) -> None:
@@ -98,7 +87,7 @@ def check_readable(path: str | Path) -> None:
     try:
         for _ in read_pairs([str(p)]):
             return
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise TuluError(f"{p}: cannot read the preference file ({e})") from None
     raise TuluError(f"{p}: preference file is empty")
 

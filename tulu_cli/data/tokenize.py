@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tulu_cli.errors import TuluError
-from tulu_cli.jsonl import json_problem
+from tulu_cli.jsonl import read_jsonl
 from tulu_cli.paths import cache_root, sha256_file
 
 CACHE_FORMAT = 1
@@ -95,48 +95,36 @@ def check_readable(path: str | Path) -> None:
     if not p.is_file():
         raise TuluError(f"{p}: training file does not exist")
     try:
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    _parse_row(line, p, lineno)
-                    return
-    except (OSError, UnicodeDecodeError) as e:
+        for _ in read_rows([str(p)]):
+            return
+    except OSError as e:
         raise TuluError(f"{p}: cannot read the training file ({e})") from None
     raise TuluError(f"{p}: training file is empty")
 
 
-def _parse_row(line: str, path: Path, lineno: int) -> dict[str, Any]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise TuluError(f"{path}:{lineno}: {json_problem(e, line)}") from None
-    if not isinstance(row, dict):
-        raise TuluError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+def _check_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     if "messages" in row:
         msgs = row["messages"]
         if not isinstance(msgs, list) or not msgs:
-            raise TuluError(f"{path}:{lineno}: field 'messages' must be a non-empty list of {{role, content}}")
+            raise TuluError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
         for i, m in enumerate(msgs):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                raise TuluError(f"{path}:{lineno}: field 'messages[{i}]' needs string 'role' and 'content'")
+                raise TuluError(f"{where}: field 'messages[{i}]' needs string 'role' and 'content'")
             if m["role"] not in ("system", "user", "assistant"):
-                raise TuluError(f"{path}:{lineno}: field 'messages[{i}].role': unknown role {m['role']!r} (system, user, assistant)")
+                raise TuluError(f"{where}: field 'messages[{i}].role': unknown role {m['role']!r} (system, user, assistant)")
         return {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs], "prompt": None, "completion": None}
     if "prompt" in row and "completion" in row:
         if not isinstance(row["prompt"], str) or not isinstance(row["completion"], str):
-            raise TuluError(f"{path}:{lineno}: fields 'prompt' and 'completion' must be strings")
+            raise TuluError(f"{where}: fields 'prompt' and 'completion' must be strings")
         return {"messages": [], "prompt": row["prompt"], "completion": row["completion"]}
-    raise TuluError(f"{path}:{lineno}: row has neither 'messages' nor 'prompt'+'completion' (keys: {', '.join(sorted(row)) or 'none'})")
+    raise TuluError(f"{where}: row has neither 'messages' nor 'prompt'+'completion' (keys: {', '.join(sorted(row)) or 'none'})")
 
 
 def read_rows(files: list[str]) -> Iterator[dict[str, Any]]:
     """Every row of the JSONL files, validated; errors name file and line."""
     for name in files:
-        path = Path(name)
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    yield _parse_row(line, path, lineno)
+        for lineno, row in read_jsonl(name):
+            yield _check_row(row, f"{Path(name)}:{lineno}")
 
 
 def _features():

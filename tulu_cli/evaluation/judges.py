@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import read_jsonl, skip
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -176,13 +177,10 @@ class JudgeClient:
         self.cache_path = Path(cache_path) if cache_path else None
         self._cache: dict[str, Any] = {}
         self._lock = threading.Lock()
-        if self.cache_path and self.cache_path.exists():
-            for line in self.cache_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
+        if self.cache_path and self.cache_path.is_file():
+            for _, row in read_jsonl(self.cache_path, skip):
+                if isinstance(row.get("key"), str) and "response" in row:
                     self._cache[row["key"]] = row["response"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut by an interruption: that request is simply asked again
 
     def _body(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> dict[str, Any]:
         return {"model": self.model, "messages": list(messages), **params}

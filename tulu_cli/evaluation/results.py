@@ -9,6 +9,7 @@ import platform
 from pathlib import Path
 from typing import IO, Any, Iterable
 
+from tulu_cli.jsonl import read_jsonl
 from tulu_cli.paths import temp_path
 
 
@@ -36,25 +37,10 @@ def read_done_rows(path: Path) -> tuple[list[dict[str, Any]], bool]:
     """
     if not path.is_file():
         return [], False
-    rows: list[dict[str, Any]] = []
-    dirty = False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                dirty = True
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                dirty = True
-                continue
-            if isinstance(row, dict) and "id" in row:
-                rows.append(row)
-            else:
-                dirty = True
-    return rows, dirty
+    bad: list[str] = []
+    rows = [row for _, row in read_jsonl(path, lambda where, message: bad.append(where), whole_lines=True)]
+    done = [row for row in rows if "id" in row]
+    return done, bool(bad) or len(done) < len(rows)
 
 
 def rewrite_rows(path: Path, rows: Iterable[dict[str, Any]], ensure_ascii: bool = False) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import read_jsonl
 
 from .checkers import CHECKERS, check, validate_kwargs
 
@@ -55,17 +55,7 @@ class IFEvalExample:
 def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict]]:
     if not path.is_file():
         raise TuluError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TuluError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise TuluError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    return read_jsonl(path)
 
 
 def parse_input(row: dict, where: str = "", default_key: int | str = 0) -> IFEvalInput:

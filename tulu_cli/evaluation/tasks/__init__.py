@@ -451,8 +451,6 @@ def read_jsonl_lines(path: Path, required: tuple[str, ...] = ()) -> list[tuple[i
     """
     from tulu_cli.jsonl import read_jsonl
 
-    if not path.is_file():
-        raise TuluError(f"{path}: " + ("is a folder, not a JSONL file" if path.is_dir() else "file does not exist"))
     out = []
     for i, row in read_jsonl(path):
         for key in required:

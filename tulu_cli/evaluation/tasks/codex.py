@@ -10,6 +10,7 @@ from typing import Any
 
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.tasks import DataFile, Example, GenerationSettings, Query, Task, TaskContext, read_jsonl_lines, read_jsonl_rows
+from tulu_cli.jsonl import read_jsonl, skip
 
 # open-instruct eval/codex_humaneval/run_eval.py with chat format: the user turn asks for the function and
 # the assistant turn starts the answer. The harness puts the prompt in front of whatever the model writes.
@@ -393,20 +394,14 @@ def _read_execution_log(ctx: TaskContext, name: str) -> dict[str, dict[str, Any]
     if path is None or not path.is_file():
         return {}
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            # Only outcomes settled where the program could not have written this file (its level
-            # kept it out of the results folder); older logs, without a level, run again.
-            if (isinstance(row, dict) and row.get("status") in ("passed", "failed") and isinstance(row.get("key"), str)
-                    and row.get("sandbox") in TRUSTED_LEVELS):  # fmt: skip
-                key = row.pop("key")
-                row.pop("task_id", None)
-                row.pop("sample", None)
-                out[key] = row
+    for _, row in read_jsonl(path, skip):
+        # Only outcomes settled where the program could not have written this file (its level
+        # kept it out of the results folder); older logs, without a level, run again.
+        if row.get("status") in ("passed", "failed") and isinstance(row.get("key"), str) and row.get("sandbox") in TRUSTED_LEVELS:
+            key = row.pop("key")
+            row.pop("task_id", None)
+            row.pop("sample", None)
+            out[key] = row
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.tasks import DataFile, Example, GenerationSettings, Query, Task, TaskContext, mean, read_csv_lines, read_predictions_or
+from tulu_cli.jsonl import read_jsonl, skip
 
 CSV_FILE = "truthfulqa/TruthfulQA.csv"
 MC_FILE = "truthfulqa/data/mc_task.json"
@@ -401,13 +402,12 @@ def _read_judgement_cache(path: Path | None) -> dict[str, float]:
     cache: dict[str, float] = {}
     if path is None or not path.is_file():
         return cache
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for _, e in read_jsonl(path, skip):
         try:
-            e = json.loads(line)
             for kind in ("truth", "info"):
                 if f"{kind}_judge" in e:
                     cache[_cache_key(e[f"{kind}_judge"], kind, e["question"], e["answer"])] = float(e[f"{kind}_p_yes"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             continue
     return cache
 
