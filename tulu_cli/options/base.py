@@ -6,25 +6,79 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tulu_cli.errors import TuluError
 
 
 class Options(BaseModel):
-    """Base of every command's options: unknown keys are errors, values are validated on assignment."""
+    """Base of every command's options: unknown keys are errors, values are validated on assignment.
+
+    Each field is also the command's flag and config key: :func:`opt` attaches its help text,
+    spelling and panel, and tulu_cli/cli/_schema.py builds the command from them.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-    # How the CLI spells a field when it is not ``--field-name`` (a singular repeatable flag, an argument).
-    cli_names: ClassVar[dict[str, str]] = {}
+    # Help panels in --help order (a subclass's own panels slot in where the base lists them).
+    cli_panels: ClassVar[tuple[str, ...]] = ()
 
 
 O = TypeVar("O", bound=Options)
 
 
+def opt(
+    default: Any = ...,
+    *,
+    help: str,  # noqa: A002 - the word users see
+    panel: str | None = None,
+    flags: tuple[str, ...] = (),
+    default_help: str | None = None,
+    required: bool | str = False,
+    argument: str | None = None,
+    **field_kwargs: Any,
+) -> Any:
+    """A field that is also a CLI flag: its help sentence, panel and spelling live beside its default.
+
+    ``flags``: the spellings (default ``--field-name``; bools ``--x/--no-x``). ``default_help``: the
+    default in words when it is not a value ("the model's"). ``required``: say "Required." (or
+    "Required " + the string) instead of a default. ``argument``: a positional argument's metavar.
+    """
+    cli = {"help": help, "panel": panel, "flags": list(flags), "default_help": default_help, "required": required, "argument": argument}
+    if "default_factory" in field_kwargs:
+        return Field(description=help, json_schema_extra={"cli": cli}, **field_kwargs)
+    return Field(default, description=help, json_schema_extra={"cli": cli}, **field_kwargs)
+
+
+def internal(default: Any) -> Any:
+    """A field the CLI does not offer (set by the recipe's class, e.g. ``recipe``)."""
+    return Field(default, json_schema_extra={"cli": None})
+
+
+def cli_meta(cls: type[Options], key: str) -> dict[str, Any] | None:
+    """The CLI metadata :func:`opt` attached to ``cls.key`` (None: not a CLI option)."""
+    extra = cls.model_fields[key].json_schema_extra
+    if not isinstance(extra, dict) or "cli" not in extra:
+        raise TypeError(f"{cls.__name__}.{key} has no CLI metadata: declare it with opt(...) or internal(...)")
+    return extra["cli"]
+
+
 def flag_name(key: str) -> str:
-    """``max_seq_length`` -> ``--max-seq-length`` (how the CLI spells an option)."""
+    """``max_seq_length`` -> ``--max-seq-length`` (how the CLI spells an option by default)."""
     return "--" + key.replace("_", "-")
+
+
+def cli_name(cls: type[Options], key: str) -> str:
+    """How ``--help`` spells field ``key`` of ``cls``: its first flag (``--json``), or an argument's metavar."""
+    legacy = getattr(cls, "cli_names", {})  # models not yet declared with opt()
+    if key in legacy:
+        return legacy[key]
+    extra = cls.model_fields[key].json_schema_extra if key in cls.model_fields else None
+    meta = extra.get("cli") if isinstance(extra, dict) else None
+    if not meta:
+        return flag_name(key)
+    if meta["argument"]:
+        return meta["argument"]
+    return meta["flags"][0].split("/")[0] if meta["flags"] else flag_name(key)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -56,7 +110,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path | None, names: Mapping[str, str]) -> str:
+def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path | None, cls: type[Options]) -> str:
     loc = [str(x) for x in err.get("loc", ())]
     top = loc[0] if loc else ""
     sub = ".".join(loc[1:])
@@ -67,7 +121,7 @@ def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path |
         return f"unknown option {flag_name(top)}"
     if err.get("type") == "missing" and not sub:
         if origin is None and top:
-            return f"{names.get(top) or flag_name(top)} is required"
+            return f"{cli_name(cls, top)} is required"
     msg = str(err.get("msg", "invalid value"))
     # pydantic prefixes messages raised by our own validators; the user needs only the sentence.
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -78,7 +132,7 @@ def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config: Path |
     if origin == "file":
         where = f"{config}: key '{top}{'.' + sub if sub else ''}'"
     elif origin == "flag":
-        where = (names.get(top) or flag_name(top)) + (f" ({sub})" if sub else "")
+        where = cli_name(cls, top) + (f" ({sub})" if sub else "")
     else:
         where = f"option '{top}'"
     return f"{where}: {msg}"
@@ -110,7 +164,7 @@ def resolve_options(
         return cls.model_validate(values)
     except ValidationError as e:
         errors = e.errors()
-        raise TuluError(_describe(errors[0], sources, cfg_path, cls.cli_names) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")) from None
+        raise TuluError(_describe(errors[0], sources, cfg_path, cls) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")) from None
 
 
 def key_value_pairs(value: Any, *, strip_values: bool = True) -> Any:

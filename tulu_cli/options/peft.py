@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
-from tulu_cli.options.base import Options
-from tulu_cli.options.train import TrainOptions
+from tulu_cli.options.base import Options, internal, opt
+from tulu_cli.options.train import M, O, TrainOptions
+
+P, Q = "LoRA", "QLoRA (4-bit base)"  # --help panels
 
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]
 
@@ -17,15 +19,20 @@ Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bi
 class LoraFields(Options):
     """The adapter itself; shared by LoRA, QLoRA and DPO with --lora/--qlora."""
 
-    lora_rank: int = Field(64, gt=0)
-    lora_alpha: float = Field(16, gt=0)
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
-    lora_target_modules: Optional[list[str]] = Field(
-        None, description="Module names (last name part, e.g. q_proj) to adapt; default: the attention and MLP projections found in the model"
-    )
-    lora_modules_to_save: Optional[list[str]] = Field(
+    lora_rank: int = opt(64, help="Rank r of the LoRA matrices.", panel=P, gt=0)
+    lora_alpha: float = opt(16, help="LoRA scaling alpha (the update is scaled by alpha/r).", panel=P, gt=0)
+    lora_dropout: float = opt(0.1, help="Dropout on the LoRA input.", panel=P, ge=0, lt=1)
+    lora_target_modules: Optional[list[str]] = opt(
         None,
-        description="Modules trained in full and saved in the adapter; default: the embeddings and output layer when tokens were added, else none ('none' for none)",
+        help="Module names to adapt (repeat or comma-separate, e.g. q_proj,v_proj).",
+        panel=P,
+        default_help="every attention and MLP projection found in the model",
+    )
+    lora_modules_to_save: Optional[list[str]] = opt(
+        None,
+        help="Modules trained in full and saved with the adapter (e.g. embed_tokens,lm_head), or 'none'.",
+        panel=P,
+        default_help="the embeddings and output layer when the tokenizer gained tokens, else none",
     )
 
     @field_validator("lora_target_modules", "lora_modules_to_save", mode="before")
@@ -43,10 +50,14 @@ class LoraFields(Options):
 class QuantFields(Options):
     """4-bit base loading (bitsandbytes) and the optimizers that go with it."""
 
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
-    bnb_4bit_double_quant: bool = True
-    bnb_4bit_compute_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
-    optimizer: Optimizer = "adamw"
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = opt("nf4", help="4-bit data type: nf4 or fp4.", panel=Q)
+    bnb_4bit_double_quant: bool = opt(True, help="Quantize the quantization constants too (saves ~0.4 bit/parameter).", panel=Q)
+    bnb_4bit_compute_dtype: Literal["bf16", "fp16", "fp32"] = opt("bf16", help="dtype the 4-bit layers compute in: bf16, fp16 or fp32.", panel=Q)
+    optimizer: Optimizer = opt(
+        "adamw",
+        help="adamw, adamw_8bit, paged_adamw_8bit or paged_adamw_32bit (bitsandbytes; paged needs a GPU to page, on CPU it runs unpaged).",
+        panel=Q,
+    )
 
 
 def deepspeed_stage_of(opts: TrainOptions) -> int | None:
@@ -86,16 +97,16 @@ def refuse_model_parallel_qlora(opts: TrainOptions, flag: str) -> None:
 class LoraOptions(TrainOptions, LoraFields):
     """`tulu train lora`: LoRA on a 16-bit base; DDP or DeepSpeed (ZeRO-3 shards the frozen base too)."""
 
-    recipe: Literal["lora"] = "lora"
-    learning_rate: float = Field(1e-4, ge=0)
+    recipe: Literal["lora"] = internal("lora")
+    learning_rate: float = opt(1e-4, help="Peak learning rate (the Tulu 2 LoRA recipe's).", panel=O, flags=("--learning-rate", "--lr"), ge=0)
 
 
 class QLoraOptions(TrainOptions, LoraFields, QuantFields):
     """`tulu train qlora`: the base in 4-bit (nf4, double quantization), LoRA on top; data parallel only."""
 
-    recipe: Literal["qlora"] = "qlora"
-    learning_rate: float = Field(1e-4, ge=0)
-    gradient_checkpointing: bool = True
+    recipe: Literal["qlora"] = internal("qlora")
+    learning_rate: float = opt(1e-4, help="Peak learning rate (the Tulu 2 QLoRA recipe's).", panel=O, flags=("--learning-rate", "--lr"), ge=0)
+    gradient_checkpointing: bool = opt(True, help="Recompute activations to save memory (on in the QLoRA recipe).", panel=M)
 
     @model_validator(mode="after")
     def _data_parallel_only(self):
