@@ -78,6 +78,10 @@ SPOT = [
     (["train", "qlora"], "Recompute activations to save memory (on in the QLoRA recipe). Default: yes."),
     (["train", "qlora"], "Quantize the quantization constants too (saves ~0.4 bit/parameter). Default: yes."),
     (["train", "plot"], "PNG to write. Default: RUN_DIR/metrics.png."),
+    (["weights", "diff"], "Largest safetensors shard, e.g. 5GB, 500MB, 2GiB. Default: 5GB."),
+    (["weights", "merge"], "Write the tokenizer (the adapter's if it has one, else the base's). Default: yes."),
+    (["weights", "merge"], "(bfloat16, float16, float32). Default: bfloat16."),
+    (["weights", "recover"], "The weight diff folder (tulu, Alpaca or Tulu v1 format). Required."),
 ]
 
 
@@ -120,6 +124,9 @@ REQUIRED = {
     "QLoraOptions": {"model": "m", "train_files": ["a.jsonl"]},
     "DPOOptions": {"model": "m", "train_files": ["a.jsonl"]},
     "PlotOptions": {"run_dir": "runs/x"},
+    "DiffOptions": {"base": "b", "tuned": "t", "output": "o"},
+    "RecoverOptions": {"base": "b", "diff": "d", "output": "o"},
+    "MergeOptions": {"adapter": "a", "output": "o"},
 }
 
 
