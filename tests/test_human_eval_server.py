@@ -130,7 +130,8 @@ def test_script_in_a_completion_is_shown_as_text(study):
         c.login("alice", pw["alice"])
         page = c.get(f"/annotate/{position_of(db, 'alice', 'q3')}")
         assert page.status == 200
-        assert "&lt;script&gt;window.__pwned = 1; alert(&#x27;xss&#x27;)&lt;/script&gt;" in page.text
+        # markdown-it-py escapes & < > " (a quote ' is harmless in text: its attributes use double quotes)
+        assert "&lt;script&gt;window.__pwned = 1; alert('xss')&lt;/script&gt;" in page.text
         assert "&lt;img src=x onerror=&quot;window.__pwned=2&quot;&gt;" in page.text
         assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/static/app.js">']
         assert "<img" not in page.text and "<b>" not in page.text
@@ -170,9 +171,43 @@ def test_markdown_subset_only_emits_its_own_tags(text):
 def test_markdown_renders_code_lists_and_emphasis():
     out = render_markdown("Intro **bold** and `x < y`\n\n```python\nif a < b:\n    pass\n```\n\n1. one\n2. two\n\n- a\n- b")
     assert "<strong>bold</strong>" in out and "<code>x &lt; y</code>" in out
-    assert '<pre><code class="language-python">if a &lt; b:\n    pass</code></pre>' in out
-    assert "<ol><li>one</li><li>two</li></ol>" in out and "<ul><li>a</li><li>b</li></ul>" in out
-    assert render_markdown("snake_case_name and 2*3*4") == "<p>snake_case_name and 2*3*4</p>"
+    assert '<pre><code class="language-python">if a &lt; b:\n    pass\n</code></pre>' in out
+    assert "<ol>\n<li>one</li>\n<li>two</li>\n</ol>" in out and "<ul>\n<li>a</li>\n<li>b</li>\n</ul>" in out
+    # CommonMark: intraword _ is not emphasis, intraword * is
+    assert render_markdown("snake_case_name and 2*3*4") == "<p>snake_case_name and 2<em>3</em>4</p>"
+    assert render_markdown("one\ntwo") == "<p>one<br>\ntwo</p>"  # a model's newline is a line break
+    assert render_markdown("# Title\n#### Four") == "<h3>Title</h3>\n<h6>Four</h6>"  # below the page's own headings
+
+
+def test_markdown_table_is_escaped_monospace_source():
+    out = render_markdown("| a | b |\n|:--|--:|\n| <b>1</b> | 2 |\n\nafter")
+    assert out == '<pre class="md-table">| a | b |\n|:--|--:|\n| &lt;b&gt;1&lt;/b&gt; | 2 |</pre>\n<p>after</p>'
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("<script>alert(1)</script>", "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"),
+        ("<div>\n<script>alert(1)</script>\n</div>", "<p>&lt;div&gt;<br>\n&lt;script&gt;alert(1)&lt;/script&gt;<br>\n&lt;/div&gt;</p>"),
+        ("[click](javascript:alert(1))", "<p>[click](javascript:alert(1))</p>"),
+        ("[docs](https://example.org/x)", "<p>[docs](https://example.org/x)</p>"),  # no link leaves the page
+        ("[x](data:text/html;base64,PHNjcmlwdD4=)", "<p>[x](data:text/html;base64,PHNjcmlwdD4=)</p>"),
+        ("![pic](https://evil.example/t.png)", "<p>![pic](https://evil.example/t.png)</p>"),
+        ("![pic](data:image/png;base64,iVBORw0KGgo=)", "<p>![pic](data:image/png;base64,iVBORw0KGgo=)</p>"),
+        ("<javascript:alert(1)> <https://evil.example>", "<p>&lt;javascript:alert(1)&gt; &lt;https://evil.example&gt;</p>"),
+        ("[r]\n\n[r]: javascript:alert(1)", "<p>[r]</p>\n<p>[r]: javascript:alert(1)</p>"),
+        ('**<img src=x onerror="alert(1)">**', "<p><strong>&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</strong></p>"),
+        ("`<iframe src=x>`", "<p><code>&lt;iframe src=x&gt;</code></p>"),
+    ],
+)
+def test_hostile_markdown_renders_as_text(text, expected):
+    """Raw HTML, javascript:/data: links, images, autolinks and reference links: nothing clickable,
+    fetched or run; each shows as its escaped text."""
+    out = render_markdown(text)
+    assert out == expected
+    tags = _Tags()
+    tags.feed(out)
+    assert tags.tags <= {"p", "br", "strong", "code"} and not tags.attrs  # no a/img/script, no href/src
 
 
 def test_two_annotators_answers_are_kept_apart(study):
