@@ -1,4 +1,4 @@
-"""A local threaded HTTP server for download tests: Range requests, dropped connections, 404/401.
+"""A local threaded HTTP server for download tests: Range requests, dropped connections, 404/401, hub HEADs.
 
 Use the ``file_server`` fixture (import it into a test module) or ``serve(root)`` directly::
 
@@ -14,12 +14,18 @@ Use the ``file_server`` fixture (import it into a test module) or ``serve(root)`
         file_server.requests                        # [(path, Range header, Authorization header), ...]
 
 Set ``TULU_HF_ENDPOINT`` to ``file_server.base`` to route Hugging Face URLs here
-(files then live under ``root/datasets/<repo>/resolve/<rev>/<file>``).
+(files then live under ``root/datasets/<repo>/resolve/<rev>/<file>``) and use the ``hub_online``
+fixture (huggingface_hub refuses every request while the tests' HF_HUB_OFFLINE=1 holds). Those paths
+answer like the hub: HEAD and GET carry ``X-Repo-Commit`` (the revision when it is a commit id, else
+``file_server.commit``) and ``ETag`` (the file's sha256, as for LFS files; ``file_server.etag[name]``
+overrides it). HEADs obey ``status`` and ``token`` and are listed in ``file_server.heads``, not in ``requests``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -46,11 +52,20 @@ class FileServer:
     token: str | None = None
     # when False the server ignores Range headers (answers 200 with the whole file)
     ranges: bool = True
-    # (path, Range header or None, Authorization header or None) of every request
+    # (path, Range header or None, Authorization header or None) of every GET
     requests: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    # (path, Authorization header or None) of every HEAD
+    heads: list[tuple[str, str | None]] = field(default_factory=list)
+    # what a hub path answers as X-Repo-Commit when its revision is a branch name
+    commit: str = "1234567890abcdef1234567890abcdef12345678"
+    # name -> ETag answered instead of the file's sha256
+    etag: dict[str, str] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"{self.base}/{urllib.parse.quote(name)}"
+
+
+_HUB_PATH = re.compile(r"datasets/[^/]+/[^/]+/resolve/(?P<rev>[^/]+)/.+")
 
 
 def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -68,6 +83,32 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
             self.close_connection = True
+
+        def _hub_headers(self, name: str, data: bytes) -> None:
+            m = _HUB_PATH.fullmatch(name)
+            if m is None:
+                return
+            rev = m["rev"]
+            self.send_header("X-Repo-Commit", rev if re.fullmatch(r"[0-9a-f]{40}", rev) else server.commit)
+            self.send_header("ETag", '"%s"' % server.etag.get(name, hashlib.sha256(data).hexdigest()))
+
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server API)
+            name = urllib.parse.unquote(urllib.parse.urlparse(self.path).path).lstrip("/")
+            auth = self.headers.get("Authorization")
+            server.heads.append((name, auth))
+            if name in server.status:
+                return self._fail(server.status[name])
+            if server.token is not None and auth != f"Bearer {server.token}":
+                return self._fail(401)
+            path = server.root / name
+            if not path.is_file() or server.root.resolve() not in path.resolve().parents:
+                return self._fail(404)
+            data = path.read_bytes()
+            self.send_response(200)
+            self._hub_headers(name, data)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
 
         def do_GET(self) -> None:  # noqa: N802 (http.server API)
             name = urllib.parse.unquote(urllib.parse.urlparse(self.path).path).lstrip("/")
@@ -99,6 +140,7 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 partial = True
             chunk = data[start : end + 1]
             self.send_response(206 if partial else 200)
+            self._hub_headers(name, data)
             if partial:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
             self.send_header("Accept-Ranges", "bytes")
@@ -138,3 +180,11 @@ def file_server(tmp_path) -> Iterator[FileServer]:
     root.mkdir()
     with serve(root) as fs:
         yield fs
+
+
+@pytest.fixture
+def hub_online(monkeypatch) -> None:
+    """Let huggingface_hub make requests (to the local server) although the tests run with HF_HUB_OFFLINE=1."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

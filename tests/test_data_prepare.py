@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from _data_helpers import FIXTURES, prepare, rows
-from _fileserver import file_server  # noqa: F401
+from _fileserver import file_server, hub_online  # noqa: F401
 
 from tulu_cli.data import download
 from tulu_cli.data.mixtures import FILTER_STRINGS, filter_hit
@@ -298,29 +298,48 @@ def test_list_shows_sources_and_mixtures():
 # ------------------------------------------------------------------ downloads
 
 
-def _serve_hf(server, repo, filename, src):
-    dest = server.root / "datasets" / repo / "resolve/main" / filename
+def _serve_hf(server, repo, filename, src, revision="main"):
+    """Put ``src`` where the local hub serves ``filename`` of dataset ``repo`` at ``revision``."""
+    dest = server.root / "datasets" / repo / "resolve" / revision / filename
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(src, dest)
-    return f"datasets/{repo}/resolve/main/{filename}"
+    return f"datasets/{repo}/resolve/{revision}/{filename}"
 
 
-def test_download_resume_and_cache(file_server, tmp_path, monkeypatch):
+def test_download_resume_and_cache(file_server, hub_online, tmp_path, monkeypatch):
     monkeypatch.setenv("TULU_HF_ENDPOINT", file_server.base)
-    name = _serve_hf(file_server, "databricks/databricks-dolly-15k", "databricks-dolly-15k.jsonl", FIXTURES / "dolly/databricks-dolly-15k.jsonl")
-    file_server.drop_after[name] = 200
+    names = [_serve_hf(file_server, "hamishivi/tulu_mix_store", f, FIXTURES / "cot" / f) for f in ("cot_zsopt.jsonl", "cot_fsopt.jsonl")]
+    file_server.drop_after[names[0]] = 200
     cache = tmp_path / "cache"
-    r = prepare("dolly", "-o", tmp_path / "a.jsonl", "--cache-dir", cache)
+    r = prepare("cot", "-o", tmp_path / "a.jsonl", "--cache-dir", cache)
     assert r.exit_code == 0, r.output
-    assert [rng for (_, rng, _) in file_server.requests] == [None, "bytes=200-"]
-    assert rows(tmp_path / "a.jsonl") == rows(tmp_path / "a.jsonl")  # readable
-    r = prepare("dolly", "-o", tmp_path / "b.jsonl", "--cache-dir", cache)
+    assert [(n, rng) for (n, rng, _) in file_server.requests] == [(names[0], None), (names[0], "bytes=200-"), (names[1], None)]
+    # the resumed download converts to exactly what the local copies of the same files give
+    r = prepare("cot", "-o", tmp_path / "local.jsonl", "--raw-dir", FIXTURES)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes() and len(rows(tmp_path / "a.jsonl")) == 6
+    r = prepare("cot", "-o", tmp_path / "b.jsonl", "--cache-dir", cache)
     assert r.exit_code == 0
-    assert len(file_server.requests) == 2  # served from the cache the second time
+    assert len(file_server.requests) == 3  # served from the cache the second time (the hub was only asked for the etags)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
 
-def test_gated_source_says_it_needs_a_token(file_server, tmp_path, monkeypatch):
+def test_dolly_download_is_pinned_to_a_commit_and_checked_against_the_published_digest(file_server, hub_online, tmp_path, monkeypatch):
+    """The 3-row fixture is not the published file: served at dolly's pinned commit, it fails the sha256 check in one line."""
+    monkeypatch.setenv("TULU_HF_ENDPOINT", file_server.base)
+    name = _serve_hf(file_server, "databricks/databricks-dolly-15k", "databricks-dolly-15k.jsonl",
+                     FIXTURES / "dolly/databricks-dolly-15k.jsonl", revision="bdd27f4d94b9c1f951818a7da7fd7aeea5dbff1a")
+    r = prepare("dolly", "-o", tmp_path / "d.jsonl", "--cache-dir", tmp_path / "c")
+    assert r.exit_code == 2
+    lines = r.output.splitlines()  # the plain progress lines ("downloading ...", "downloaded ..."), then the error
+    assert [i for i, line in enumerate(lines) if line.startswith("error:")] == [len(lines) - 1] and "Traceback" not in r.output
+    assert (f"{name}: sha256 mismatch: expected 2df9083338b4abd6bceb5635764dab5d833b393b55759dffb0959b6fcbf794ec, "
+            "got 7b97441afae53cf55361ccd4b1f6cf5bcb3dd30603f54ec7dd54f8feacd69feb") in r.output
+    assert file_server.heads == [(name, None)]
+    assert not (tmp_path / "d.jsonl").exists() and not list((tmp_path / "c").rglob("databricks-dolly-15k.jsonl*"))
+
+
+def test_gated_source_says_it_needs_a_token(file_server, hub_online, tmp_path, monkeypatch):
     monkeypatch.setenv("TULU_HF_ENDPOINT", file_server.base)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
@@ -334,7 +353,7 @@ def test_gated_source_says_it_needs_a_token(file_server, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
 
 
-def test_gone_file_falls_back_to_the_backup_copy(file_server, tmp_path, monkeypatch):
+def test_gone_file_falls_back_to_the_backup_copy(file_server, hub_online, tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -346,10 +365,10 @@ def test_gone_file_falls_back_to_the_backup_copy(file_server, tmp_path, monkeypa
     r = prepare("wizardlm", "-o", tmp_path / "w.jsonl", "--cache-dir", tmp_path / "c")
     assert r.exit_code == 0, r.output
     assert len(rows(tmp_path / "w.jsonl")) == 2
-    assert file_server.requests[0][0].endswith("WizardLM_evol_instruct_V2_143k.json")  # tried first: 404
+    assert file_server.heads[0][0].endswith("WizardLM_evol_instruct_V2_143k.json")  # tried first: 404
 
 
-def test_everything_gone_is_a_clear_error(file_server, tmp_path, monkeypatch):
+def test_everything_gone_is_a_clear_error(file_server, hub_online, tmp_path, monkeypatch):
     monkeypatch.setenv("TULU_HF_ENDPOINT", file_server.base)
     r = prepare("wizardlm", "-o", tmp_path / "w.jsonl", "--cache-dir", tmp_path / "c")
     assert r.exit_code == 2
@@ -381,7 +400,7 @@ def test_example_mixture_files_run(tmp_path, name, expected):
     assert len(rows(tmp_path / "o.jsonl")) == expected
 
 
-def test_download_only_fills_a_raw_dir_layout(file_server, tmp_path, monkeypatch):
+def test_download_only_fills_a_raw_dir_layout(file_server, hub_online, tmp_path, monkeypatch):
     monkeypatch.setenv("TULU_HF_ENDPOINT", file_server.base)
     for f in ("cot_zsopt.jsonl", "cot_fsopt.jsonl"):
         _serve_hf(file_server, "hamishivi/tulu_mix_store", f, FIXTURES / "cot" / f)

@@ -359,3 +359,45 @@ def test_sharegpt_bad_tokenizer_path(tmp_path):
     r = prepare("sharegpt", "--raw-dir", FIXTURES, "-o", tmp_path / "s.jsonl", "--tokenizer", tmp_path / "nope")
     assert r.exit_code == 2
     assert f"--tokenizer {tmp_path / 'nope'}: cannot load tokenizer" in r.output
+
+
+# Where each source's files are published (default options), as pinned: the commit ids and digests are facts from
+# the publishers' histories (see docs/data.md, "Pinned downloads"), not from the code under test.
+PUBLISHED = {
+    "flan_v2": [("hf://hamishivi/tulu_mix_store/flan_v2_resampled_50k.jsonl", None)],
+    "cot": [("hf://hamishivi/tulu_mix_store/cot_zsopt.jsonl", None), ("hf://hamishivi/tulu_mix_store/cot_fsopt.jsonl", None)],
+    "oasst1": [("hf://OpenAssistant/oasst1/2023-04-12_oasst_ready.trees.jsonl.gz@fdf72ae0827c1cda404aff25b6603abec9e3399b",
+                "2a9a8fd343e9b28e04a895a669d3253f82d93e9c174d440199ae19d5fafbdff7")],
+    "dolly": [("hf://databricks/databricks-dolly-15k/databricks-dolly-15k.jsonl@bdd27f4d94b9c1f951818a7da7fd7aeea5dbff1a",
+               "2df9083338b4abd6bceb5635764dab5d833b393b55759dffb0959b6fcbf794ec")],
+    "self_instruct": [("https://raw.githubusercontent.com/yizhongw/self-instruct/a40887bbd9a5e55b38ec2d0880d3e53f5ccbd6f0/"
+                       "data/gpt3_generations/batch_221203/all_instances_82K.jsonl", None)],
+    "super_ni": [(None, None), ("https://github.com/allenai/natural-instructions/archive/refs/heads/master.zip", None)],
+    "unnatural_instructions": [(None, None), ("https://github.com/orhonovich/unnatural-instructions/raw/a9cf886b1e9d10f336b091a95814e1905eaeb6cf/data/core_data.zip", None)],
+    "stanford_alpaca": [("https://github.com/tatsu-lab/stanford_alpaca/raw/f13496211289def0ff88ae673389ae14a818b4b3/alpaca_data.json", None)],
+    "gpt4_alpaca": [("https://github.com/Instruction-Tuning-with-GPT-4/GPT-4-LLM/raw/38b93b75a80b019cc3aad362ca6f5bb0c3908959/data/alpaca_gpt4_data.json", None)],
+    "code_alpaca": [("https://github.com/sahil280114/codealpaca/raw/0d265112c705f88848783dfdf9bdca9df64d8e35/data/code_alpaca_20k.json", None)],
+    "baize": [(f"https://github.com/project-baize/baize-chatbot/raw/786102995acd62bead1cfe947969639443999b79/data/{n}_chat_data.json", None)
+              for n in ("alpaca", "medical", "quora", "stackoverflow")],
+    "sharegpt": [(None, None)] + [
+        (f"hf://anon8231489123/ShareGPT_Vicuna_unfiltered/HTML_cleaned_raw_dataset/sg_90k_part{i}_html_cleaned.json"
+         "@192ab2185289094fc556ec8ce5ce1e8e587154ca", None) for i in (1, 2)],
+    "lima": [("hf://GAIR/lima/train.jsonl", None)],
+    "wizardlm": [("hf://WizardLM/WizardLM_evol_instruct_V2_196k/WizardLM_evol_instruct_V2_143k.json", None),
+                 ("hf://ai2-adapt-dev/wizardlm-backup/data/train-00000-of-00001.parquet", None)],
+    "open_orca": [("hf://Open-Orca/OpenOrca/1M-GPT4-Augmented.parquet", None)],
+    "science": [("hf://hamishivi/tulu_mix_store/science_train.jsonl", None)],
+    "hard_coded": [("hf://hamishivi/tulu_mix_store/hard_coded_examples.xlsx", None)],
+    "ultrafeedback": [("hf://HuggingFaceH4/ultrafeedback_binarized/data/train_prefs-00000-of-00001.parquet"
+                       "@3949bf5f8c17c394422ccfab0c31ea9c20bdeb85", None)],
+}
+
+
+def test_published_addresses_are_pinned_to_commits_with_digests_where_known():
+    got = {}
+    for src in SOURCES.values():
+        if src.generic:
+            continue
+        sets = src.file_sets({k: o.default for k, o in src.options.items()})
+        got[src.name] = [(f.url, f.sha256) for files in sets for f in files]
+    assert got == PUBLISHED

@@ -198,11 +198,10 @@ def test_prepare_eval_layout(tmp_path):
     from tulu_cli.evaluation.tasks import TaskContext, get_task
 
     assert {f.path: f.url for f in files_for("alpaca_eval")} == {
-        "alpaca_eval/alpaca_eval.json": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json",
-        "alpaca_eval/davinci_003_outputs.json":
-            "https://huggingface.co/datasets/hamishivi/alpaca-farm-davinci-003-2048-token/resolve/main/davinci_003_outputs.json",
-        "alpaca_eval/alpaca_eval_gpt4_baseline.json": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval_gpt4_baseline.json",
-        "alpaca_eval/df_gamed.csv": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/df_gamed.csv",
+        "alpaca_eval/alpaca_eval.json": "hf://tatsu-lab/alpaca_eval/alpaca_eval.json@2edc6fad8be6b14ea7230aabfd08188da6b8b814",
+        "alpaca_eval/davinci_003_outputs.json": "hf://hamishivi/alpaca-farm-davinci-003-2048-token/davinci_003_outputs.json",
+        "alpaca_eval/alpaca_eval_gpt4_baseline.json": "hf://tatsu-lab/alpaca_eval/alpaca_eval_gpt4_baseline.json@2edc6fad8be6b14ea7230aabfd08188da6b8b814",
+        "alpaca_eval/df_gamed.csv": "hf://tatsu-lab/alpaca_eval/df_gamed.csv@2edc6fad8be6b14ea7230aabfd08188da6b8b814",
     }  # fmt: skip
     refs = json.loads((FIXTURES / "alpaca_eval" / "alpaca_eval.json").read_text())
     mirror = tmp_path / "mirror" / "alpaca_eval"

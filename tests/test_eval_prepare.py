@@ -8,11 +8,17 @@ import tarfile
 from _eval_helpers import invoke
 from _fileserver import serve
 from tulu_cli.evaluation.prepare import files_for
+from tulu_cli.evaluation.tasks import DataFile
 from tulu_cli.evaluation.tasks.bbh import SUBTASKS
+from tulu_cli.evaluation.tasks.gsm import GSM
+
+# gsm/test.jsonl: the published file's sha256 (all 1,319 lines), and the shared 60-line sample's (SOURCES.md)
+GSM_SHA256 = "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
+GSM_SAMPLE_SHA256 = "4a665a79d70d7d83f14400fdb75f421e201ce1ae8ec94fa87157e5a3feae75aa"
 
 
 def _mirror(shared_data, root):
-    """A mirror: gsm as published, MMLU as data.tar (built from the samples), all 27 BBH tasks."""
+    """A mirror: gsm's 60-line sample, MMLU as data.tar (built from the samples), all 27 BBH tasks."""
     src = shared_data / "eval"
     (root / "gsm").mkdir(parents=True)
     shutil.copy(src / "gsm/test.jsonl", root / "gsm/test.jsonl")
@@ -27,7 +33,14 @@ def _mirror(shared_data, root):
         shutil.copy(src / f"bbh/cot-prompts/{real}.txt", root / f"bbh/cot-prompts/{name}.txt")
 
 
-def test_prepare_from_mirror_then_run_finds_data(shared_data, tmp_path, tiny_model):
+def _declare_gsm_digest(monkeypatch, sha256):
+    (published,) = GSM.data_files
+    monkeypatch.setattr(GSM, "data_files", (DataFile(published.path, published.url, sha256=sha256),))
+
+
+def test_prepare_from_mirror_then_run_finds_data(shared_data, tmp_path, tiny_model, monkeypatch):
+    # This mirror serves gsm's sample, not the published file: it declares the sample's own digest, so the check is made.
+    _declare_gsm_digest(monkeypatch, GSM_SAMPLE_SHA256)
     _mirror(shared_data, tmp_path / "mirror")
     data = tmp_path / "data"
     with serve(tmp_path / "mirror") as srv:
@@ -45,6 +58,18 @@ def test_prepare_from_mirror_then_run_finds_data(shared_data, tmp_path, tiny_mod
     res = invoke(["eval", "run", "-m", str(tiny_model), "-t", "gsm_direct", "-d", str(data), "-o", str(tmp_path / "o"),
                   "--limit", "1", "--max-new-tokens", "2"])
     assert res.exit_code == 0, res.stderr
+
+
+def test_gsm_is_checked_against_the_published_digest(shared_data, tmp_path):
+    assert GSM.data_files[0].sha256 == GSM_SHA256
+    _mirror(shared_data, tmp_path / "mirror")
+    with serve(tmp_path / "mirror") as srv:
+        res = invoke(["data", "prepare-eval", "gsm", "--data-dir", str(tmp_path / "d"), "--mirror", srv.base])
+    assert res.exit_code == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {srv.base}/gsm/test.jsonl: sha256 mismatch: expected {GSM_SHA256}, got {GSM_SAMPLE_SHA256} "
+                      "(the bad file was deleted; the upstream file may have changed)"]
+    assert not (tmp_path / "d").exists()  # no half-filled gsm/, no staging folder, not even the data dir it made
 
 
 def test_prepare_missing_file_and_unknown_name(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Downloads: resumable HTTP fetch with progress, a cache folder, sha256 checks and atomic completion."""
+"""Downloads: resumable HTTP fetch with progress, a cache, sha256 checks, atomic completion; hub files via huggingface_hub metadata."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import socket
 import time
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 from tulu_cli.errors import TuluError
 from tulu_cli.paths import cache_root, sha256_file
@@ -54,18 +56,26 @@ def _file_name(url: str) -> str:
     return name or "download"
 
 
-def _cache_path(url: str, cache_dir: Path) -> Path:
-    # The URL hash keeps two files with the same base name (e.g. two repos' train.jsonl) apart.
-    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    return cache_dir / f"{key}-{_file_name(url)}"
+def _cache_path(key: str, cache_dir: Path, name: str) -> Path:
+    # The key's hash (URL, plus the etag for hub files) keeps two files with the same base name (two repos'
+    # train.jsonl, or one file before and after it changed upstream) apart.
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return cache_dir / f"{digest}-{name}"
+
+
+def _hub_token() -> str | None:
+    """The user's Hugging Face token as huggingface_hub finds it (HF_TOKEN, HUGGING_FACE_HUB_TOKEN, `hf auth login`)."""
+    from huggingface_hub import get_token
+
+    return get_token()
 
 
 def _auth_headers(url: str) -> dict[str, str]:
-    """A Hugging Face token (HF_TOKEN / HUGGING_FACE_HUB_TOKEN) is sent only to the hub's own host."""
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    if token and urllib.parse.urlparse(url).netloc == urllib.parse.urlparse(hf_endpoint()).netloc:
-        return {"Authorization": f"Bearer {token}"}
-    return {}
+    """A Hugging Face token is sent only to the hub's own host."""
+    if urllib.parse.urlparse(url).netloc != urllib.parse.urlparse(hf_endpoint()).netloc:
+        return {}
+    token = _hub_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class _ScopedRedirect(urllib.request.HTTPRedirectHandler):
@@ -131,8 +141,11 @@ def _progress_bar(enabled: bool):
     )
 
 
-def _download_once(url: str, part: Path, progress, task) -> None:
-    """One HTTP request appending to ``part`` (resuming from its size); raises _Dropped on a short read."""
+def _download_once(url: str, part: Path, progress, task, label: str) -> None:
+    """One HTTP request appending to ``part`` (resuming from its size); raises _Dropped on a short read.
+
+    ``label`` is the address errors name: the user's, not a storage host's signed one the hub redirected to.
+    """
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "tulu-cli"}
     if have:
@@ -149,7 +162,7 @@ def _download_once(url: str, part: Path, progress, task) -> None:
             raise _Dropped("range not satisfiable") from None
         if e.code in RETRY_STATUS:
             raise _Dropped(f"HTTP {e.code} ({e.reason})") from None
-        raise _http_error(url, e.code, e.reason) from None
+        raise _http_error(label, e.code, e.reason) from None
     except (urllib.error.URLError, socket.timeout, ConnectionError) as e:
         reason = getattr(e, "reason", e)
         raise _Dropped(f"cannot connect: {reason}") from None
@@ -184,7 +197,7 @@ def _download_once(url: str, part: Path, progress, task) -> None:
             raise _Dropped(f"connection closed after {got} of {expected} bytes")
 
 
-def _download(url: str, target: Path, progress: bool) -> None:
+def _download(url: str, target: Path, progress: bool, label: str) -> None:
     part = target.with_name(target.name + ".part")
     target.parent.mkdir(parents=True, exist_ok=True)
     last = ""
@@ -193,13 +206,13 @@ def _download(url: str, target: Path, progress: bool) -> None:
         # Without a terminal (CI, batch jobs) the bar is off: one line per file instead.
         plain = progress and bar.disable
         if plain:
-            bar.console.print(f"downloading {url}", highlight=False, soft_wrap=True)
-        task = bar.add_task(_file_name(url), total=None)
+            bar.console.print(f"downloading {label}", highlight=False, soft_wrap=True)
+        task = bar.add_task(_file_name(label), total=None)
         failures = 0  # consecutive attempts that added no byte: a flaky but moving download never gives up
         while True:
             size = part.stat().st_size if part.exists() else 0
             try:
-                _download_once(url, part, bar, task)
+                _download_once(url, part, bar, task, label)
                 break
             except _Dropped as e:
                 last = str(e)
@@ -208,7 +221,7 @@ def _download(url: str, target: Path, progress: bool) -> None:
                 if failures >= ATTEMPTS:
                     kept = f"; the partial file {part} is kept and the next run resumes it" if part.exists() else ""
                     raise TuluError(
-                        f"{url}: download failed after {ATTEMPTS} attempts ({last}){kept}. "
+                        f"{label}: download failed after {ATTEMPTS} attempts ({last}){kept}. "
                         "Offline? Download the file yourself and pass --raw-dir"
                     ) from None
                 time.sleep(min(0.2 * 2 ** max(failures - 1, 0), 5.0))
@@ -250,6 +263,92 @@ def _check_sha(url: str, path: Path, sha256: str | None) -> None:
         )
 
 
+_HUB_FILE = re.compile(r"/datasets/[^/]+/[^/]+/resolve/[^/]+/.+")  # /datasets/<owner>/<repo>/resolve/<revision>/<file>
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+def _is_hub_file(url: str) -> bool:
+    """A dataset file on the configured hub (``resolve_url`` has already mapped hf:// and huggingface.co there)."""
+    base = hf_endpoint()
+    return url.startswith(base + "/") and _HUB_FILE.fullmatch(urllib.parse.urlparse(url).path) is not None
+
+
+class HubFile(NamedTuple):
+    """What the hub says about one file before its bytes are fetched."""
+
+    etag: str  # a content hash (see _check_etag)
+    location: str  # where the bytes are: the file itself, or the storage host the hub redirects to
+
+
+def hub_metadata(url: str) -> HubFile:
+    """HEAD a hub file through huggingface_hub (its auth, same-hub redirects, X-Repo-Commit and ETag headers).
+
+    Transient failures (connection, 408/429/5xx) are retried like a download; the rest become the downloader's
+    one-line errors (401/403 needs a token, 404 gone, HF_HUB_OFFLINE set).
+    """
+    from huggingface_hub import get_hf_file_metadata
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    last = ""
+    for attempt in range(ATTEMPTS):
+        try:
+            meta = get_hf_file_metadata(url, token=_hub_token() or False, endpoint=hf_endpoint(), user_agent="tulu-cli")
+            break
+        except OfflineModeIsEnabled:
+            raise TuluError(
+                f"{url}: HF_HUB_OFFLINE is set, so hub files are not downloaded. Unset it, or download the file yourself and pass --raw-dir"
+            ) from None
+        except HfHubHTTPError as e:
+            code = e.response.status_code
+            if code not in RETRY_STATUS:
+                raise _http_error(url, code, e.response.reason_phrase) from None
+            last = f"HTTP {code} ({e.response.reason_phrase})"
+        except (_transport_error(), OSError) as e:
+            last = f"cannot connect: {e}"
+        if attempt + 1 < ATTEMPTS:
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+    else:
+        raise TuluError(f"{url}: download failed after {ATTEMPTS} attempts ({last}). Offline? Download the file yourself and pass --raw-dir")
+    if not meta.commit_hash or not meta.etag:
+        raise TuluError(f"{url}: the server's answer lacks the hub's X-Repo-Commit/ETag headers: is HF_ENDPOINT a Hugging Face hub?")
+    return HubFile(meta.etag, urllib.parse.urljoin(url, meta.location))
+
+
+def _transport_error() -> type[Exception]:
+    """The connection-level error class of the HTTP client huggingface_hub uses (httpx2 or httpx, by its version)."""
+    try:
+        from httpx2 import TransportError
+    except ImportError:
+        from httpx import TransportError
+    return TransportError
+
+
+def _git_blob_sha1(path: Path) -> str:
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_etag(url: str, path: Path, hub: HubFile) -> None:
+    """The hub's etag is a content hash: sha256 for LFS/Xet files, the git blob sha1 for small ones; check whichever it is."""
+    etag = hub.etag.lower()
+    if _SHA256.fullmatch(etag):
+        actual = sha256_file(path)
+    elif _GIT_SHA1.fullmatch(etag):
+        actual = _git_blob_sha1(path)
+    else:
+        return  # an etag of another form says nothing checkable about the bytes
+    if actual != etag:
+        path.unlink(missing_ok=True)
+        raise TuluError(
+            f"{url}: the downloaded bytes do not match the hub's etag {etag} (got {actual}; the file changed upstream "
+            "during the download or was corrupted in transit); the bad file was deleted, run again"
+        )
+
+
 def _copy_atomic(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
@@ -275,8 +374,10 @@ def fetch(
     within one call (dropped connections are retried) and across calls. With ``cache_dir``
     the file is downloaded once into the cache and copied to ``dest`` after. ``sha256`` is
     verified before the file appears at its final name. ``file://`` URLs and plain paths are
-    copied; ``hf://owner/repo/file`` means a Hugging Face dataset file (see ``hf_endpoint``). Errors a user can act on (401/403 needs a token, 404 gone, checksum mismatch,
-    network unreachable) raise TuluError.
+    copied; ``hf://owner/repo/file[@revision]`` means a Hugging Face dataset file (see ``hf_endpoint``): for
+    those and for hub ``/datasets/.../resolve/...`` URLs huggingface_hub reads the file's metadata first (commit,
+    etag, where the bytes are), the etag keys the cache and is checked against the bytes. Errors a user can act
+    on (401/403 needs a token, 404 gone, checksum mismatch, network unreachable, HF_HUB_OFFLINE) raise TuluError.
     """
     url = resolve_url(url)
     dest = Path(dest)
@@ -297,12 +398,19 @@ def fetch(
 
     if dest.is_file() and (sha256 is None or sha256_file(dest).lower() == sha256.lower()):
         return dest
-    target = _cache_path(url, Path(cache_dir)) if cache_dir is not None else dest
+    # A hub file is asked about first: its etag keys the cache (a branch that moved is a new file, never a stale
+    # copy) and checks the bytes; they come from where the hub points, the token going to the hub's host only.
+    hub = hub_metadata(url) if _is_hub_file(url) else None
+    source = hub.location if hub is not None else url
+    key = f"{url}@{hub.etag}" if hub is not None else url
+    target = _cache_path(key, Path(cache_dir), _file_name(url)) if cache_dir is not None else dest
     with _exclusive(target, Path(cache_dir) if cache_dir is not None else cache_root()):
         if target.is_file() and sha256 is not None and sha256_file(target).lower() != sha256.lower():
             target.unlink()  # stale or corrupted copy: fetch it again rather than fail
         if not target.is_file():  # another process may have finished it while we waited
-            _download(url, target, progress)
+            _download(source, target, progress, label=url)
+            if hub is not None:
+                _check_etag(url, target, hub)
         _check_sha(url, target, sha256)
     if target != dest:
         _copy_atomic(target, dest)

@@ -9,7 +9,7 @@ from tulu_cli.data.io import read_records
 from tulu_cli.data.sources.base import Context, Example, RawFile, Source, static, turn
 
 TOPICS = ("alpaca", "medical", "quora", "stackoverflow")
-BASE = "https://github.com/project-baize/baize-chatbot/raw/main/data"
+BASE = "https://github.com/project-baize/baize-chatbot/raw/786102995acd62bead1cfe947969639443999b79/data"  # main's last change of the four files
 
 
 def parse_transcript(text: str) -> list[dict[str, str]]:

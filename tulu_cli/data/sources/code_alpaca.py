@@ -9,7 +9,7 @@ SOURCE = Source(
     title="Code-Alpaca",
     description="20,022 code instruction/input/output records.",
     homepage="https://github.com/sahil280114/codealpaca",
-    file_sets=static([RawFile("code_alpaca_20k.json", "https://github.com/sahil280114/codealpaca/raw/master/data/code_alpaca_20k.json")]),
+    file_sets=static([RawFile("code_alpaca_20k.json", "https://github.com/sahil280114/codealpaca/raw/0d265112c705f88848783dfdf9bdca9df64d8e35/data/code_alpaca_20k.json")]),
     convert=convert_instruction_files,
     options={"template": TEMPLATE},
 )

@@ -11,7 +11,16 @@ SOURCE = Source(
     title="Dolly",
     description="15,011 human-written records; 'context' is used as the input.",
     homepage="https://huggingface.co/datasets/databricks/databricks-dolly-15k",
-    file_sets=static([RawFile("databricks-dolly-15k.jsonl", "hf://databricks/databricks-dolly-15k/databricks-dolly-15k.jsonl")]),
+    file_sets=static(
+        [
+            RawFile(
+                "databricks-dolly-15k.jsonl",
+                # main since 2023-06-30; the digest is the published file's
+                "hf://databricks/databricks-dolly-15k/databricks-dolly-15k.jsonl@bdd27f4d94b9c1f951818a7da7fd7aeea5dbff1a",
+                sha256="2df9083338b4abd6bceb5635764dab5d833b393b55759dffb0959b6fcbf794ec",
+            )
+        ]
+    ),
     convert=partial(convert_instruction_files, instruction="instruction", input="context", output="response"),
     options={"template": TEMPLATE},
 )

@@ -10,7 +10,7 @@ SOURCE = Source(
     description="52,002 Alpaca instructions with GPT-4 answers; English only (the Chinese file is not used).",
     homepage="https://github.com/Instruction-Tuning-with-GPT-4/GPT-4-LLM",
     file_sets=static(
-        [RawFile("alpaca_gpt4_data.json", "https://github.com/Instruction-Tuning-with-GPT-4/GPT-4-LLM/raw/main/data/alpaca_gpt4_data.json")]
+        [RawFile("alpaca_gpt4_data.json", "https://github.com/Instruction-Tuning-with-GPT-4/GPT-4-LLM/raw/38b93b75a80b019cc3aad362ca6f5bb0c3908959/data/alpaca_gpt4_data.json")]
     ),
     convert=convert_instruction_files,
     options={"template": TEMPLATE},

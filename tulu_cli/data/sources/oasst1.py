@@ -86,7 +86,8 @@ SOURCE = Source(
         [
             RawFile(
                 "2023-04-12_oasst_ready.trees.jsonl.gz",
-                "hf://OpenAssistant/oasst1/2023-04-12_oasst_ready.trees.jsonl.gz",
+                "hf://OpenAssistant/oasst1/2023-04-12_oasst_ready.trees.jsonl.gz@fdf72ae0827c1cda404aff25b6603abec9e3399b",
+                sha256="2a9a8fd343e9b28e04a895a669d3253f82d93e9c174d440199ae19d5fafbdff7",  # 34,145,252 bytes
                 aliases=("2023-04-12_oasst_ready.trees.jsonl",),
             )
         ]

@@ -13,7 +13,7 @@ SOURCE = Source(
         [
             RawFile(
                 "all_instances_82K.jsonl",
-                "https://raw.githubusercontent.com/yizhongw/self-instruct/main/data/gpt3_generations/batch_221203/all_instances_82K.jsonl",
+                "https://raw.githubusercontent.com/yizhongw/self-instruct/a40887bbd9a5e55b38ec2d0880d3e53f5ccbd6f0/data/gpt3_generations/batch_221203/all_instances_82K.jsonl",
             )
         ]
     ),

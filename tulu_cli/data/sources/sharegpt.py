@@ -12,6 +12,7 @@ from tulu_cli.data.sources.base import Context, Example, Option, RawFile, Source
 from tulu_cli.errors import TuluError
 
 REPO = "hf://anon8231489123/ShareGPT_Vicuna_unfiltered/HTML_cleaned_raw_dataset"
+REVISION = "192ab2185289094fc556ec8ce5ce1e8e587154ca"  # the repository's one commit of its files since 2023
 TURN_OVERHEAD = 6  # tokens allowed per turn for role markers when measuring a chunk (Vicuna/Tulu value)
 SPEAKERS = ("human", "gpt")  # the only speakers the split script keeps, alternating from "human"
 
@@ -148,7 +149,7 @@ def _convert(files: list[Path], ctx: Context) -> Iterator[Example]:
 
 def _file_sets(opts):
     n = opts["max_tokens"]
-    sets = [[RawFile(f"sg_90k_part{i}_html_cleaned.json", f"{REPO}/sg_90k_part{i}_html_cleaned.json") for i in (1, 2)]]
+    sets = [[RawFile(f"sg_90k_part{i}_html_cleaned.json", f"{REPO}/sg_90k_part{i}_html_cleaned.json@{REVISION}") for i in (1, 2)]]
     if n:
         # open-instruct's pre-split file for this limit, if the user already has it.
         sets.insert(0, [RawFile(f"sharegpt_html_cleaned_and_split_{n}.json")])

@@ -10,7 +10,7 @@ SOURCE = Source(
     title="Stanford Alpaca",
     description="52,002 instruction/input/output records generated with text-davinci-003.",
     homepage="https://github.com/tatsu-lab/stanford_alpaca",
-    file_sets=static([RawFile("alpaca_data.json", "https://github.com/tatsu-lab/stanford_alpaca/raw/main/alpaca_data.json")]),
+    file_sets=static([RawFile("alpaca_data.json", "https://github.com/tatsu-lab/stanford_alpaca/raw/f13496211289def0ff88ae673389ae14a818b4b3/alpaca_data.json")]),
     convert=convert_instruction_files,
     options={"template": TEMPLATE},
 )

@@ -22,9 +22,12 @@ def _convert(files: list[Path], ctx: Context) -> Iterator[Example]:
         yield Example(chosen, where, chosen=chosen, rejected=rejected)
 
 
+REVISION = "3949bf5f8c17c394422ccfab0c31ea9c20bdeb85"
+
+
 def _file_sets(opts):
     name = f"{opts['split']}-00000-of-00001.parquet"
-    return [[RawFile(name, f"hf://HuggingFaceH4/ultrafeedback_binarized/data/{name}")]]
+    return [[RawFile(name, f"hf://HuggingFaceH4/ultrafeedback_binarized/data/{name}@{REVISION}")]]
 
 
 SOURCE = Source(

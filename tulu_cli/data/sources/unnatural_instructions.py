@@ -60,7 +60,7 @@ SOURCE = Source(
     homepage="https://github.com/orhonovich/unnatural-instructions",
     file_sets=static(
         [RawFile("core_data.jsonl")],
-        [RawFile("core_data.zip", "https://github.com/orhonovich/unnatural-instructions/raw/main/data/core_data.zip")],
+        [RawFile("core_data.zip", "https://github.com/orhonovich/unnatural-instructions/raw/a9cf886b1e9d10f336b091a95814e1905eaeb6cf/data/core_data.zip")],
     ),
     convert=_convert,
 )

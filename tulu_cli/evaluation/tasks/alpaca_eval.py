@@ -16,7 +16,10 @@ from typing import Any
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.tasks import DataFile, Example, GenerationSettings, Query, Task, TaskContext
 
-HF = "https://huggingface.co/datasets"
+# Hub files as hf:// addresses (the downloader sends them to HF_ENDPOINT); tatsu-lab/alpaca_eval pinned to a commit
+# that holds all three of its files here. The davinci-003 2048-token outputs follow main: no commit id was found.
+ALPACA_EVAL_HF = "hf://tatsu-lab/alpaca_eval/{}@2edc6fad8be6b14ea7230aabfd08188da6b8b814"
+DAVINCI_2048_HF = "hf://hamishivi/alpaca-farm-davinci-003-2048-token/davinci_003_outputs.json"
 # AlpacaEval 1's reference outputs. Tulu 2's job passed no --reference_path, so alpaca-eval 0.5.3 (with
 # IS_ALPACA_EVAL_2=False) used its default: the eval set itself, load_dataset("tatsu-lab/alpaca_eval",
 # "alpaca_eval"), i.e. alpaca_eval.json with the leaderboard's text-davinci-003 outputs (300 max tokens).
@@ -306,10 +309,10 @@ TASKS = [
         references=(V1_DEFAULT,),
         reference_choices=V1_CHOICES,
         data_files=(
-            # Both unpinned: alpaca-eval loaded the dataset's main branch at run time, and no revision or
-            # checksum of either file can be checked offline.
-            DataFile(path=V1_DEFAULT, url=f"{HF}/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json"),
-            DataFile(path=V1_2048, url=f"{HF}/hamishivi/alpaca-farm-davinci-003-2048-token/resolve/main/davinci_003_outputs.json"),
+            # alpaca-eval loaded the dataset's main branch at run time; the pin keeps these bytes (main has not
+            # changed alpaca_eval.json since), the hub's etag checks them.
+            DataFile(path=V1_DEFAULT, url=ALPACA_EVAL_HF.format("alpaca_eval.json")),
+            DataFile(path=V1_2048, url=DAVINCI_2048_HF),
         ),
         description="AlpacaEval 1: 805 instructions, judge (alpaca_eval_gpt4 prompt) vs text-davinci-003 (the package's 300-token reference); win rate",
         metrics=("win_rate", "standard_error", "discrete_win_rate", "avg_length"),
@@ -328,8 +331,8 @@ TASKS = [
         annotator="weighted_alpaca_eval_gpt4_turbo",
         references=V2_REFERENCES,
         data_files=(
-            DataFile(path=V2_REFERENCES[0], url=f"{HF}/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval_gpt4_baseline.json"),
-            DataFile(path=GAMED_FILE, url=f"{HF}/tatsu-lab/alpaca_eval/resolve/main/df_gamed.csv"),
+            DataFile(path=V2_REFERENCES[0], url=ALPACA_EVAL_HF.format("alpaca_eval_gpt4_baseline.json")),
+            DataFile(path=GAMED_FILE, url=ALPACA_EVAL_HF.format("df_gamed.csv")),
         ),
         description="AlpacaEval 2: judge (weighted gpt4_turbo logprob prompt) vs GPT-4 turbo; win rate and length-controlled win rate",
         metrics=("length_controlled_winrate", "win_rate", "standard_error", "lc_standard_error", "avg_length"),

@@ -73,7 +73,11 @@ class GSM(Task):
     data_name = "gsm"
     data_files = (
         # master as open-instruct fetched it, pinned to its commit (unchanged since 2021)
-        DataFile("gsm/test.jsonl", "https://github.com/openai/grade-school-math/raw/3101c7d5072418e28b9008a6636bde82a006892c/grade_school_math/data/test.jsonl"),
+        DataFile(
+            "gsm/test.jsonl",
+            "https://github.com/openai/grade-school-math/raw/3101c7d5072418e28b9008a6636bde82a006892c/grade_school_math/data/test.jsonl",
+            sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",  # all 1,319 lines
+        ),
     )
     required = ("gsm/test.jsonl",)
     kind = "generate"
