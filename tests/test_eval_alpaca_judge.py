@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from _eval_helpers import OpenAIServer
 from tests._judge_server import JudgeServer
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation import judges
@@ -110,13 +111,13 @@ def test_judge_errors_are_clear(monkeypatch):
     monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
     with JudgeServer() as server:
         client = judges.JudgeClient("reject-me", base_url=server.url, api_key_env="MY_JUDGE_KEY", max_retries=0)
-        with pytest.raises(TuluError, match="HTTP 401.*MY_JUDGE_KEY is not set"):
+        with pytest.raises(TuluError, match=r"HTTP 401: bad key \(environment variable MY_JUDGE_KEY is not set\)$"):
             client.chat([{"role": "user", "content": "hi"}])
         client = judges.JudgeClient("x", base_url=server.url + "/nowhere", max_retries=0)
-        with pytest.raises(TuluError, match="HTTP 404"):
+        with pytest.raises(TuluError, match=r"HTTP 404: .*\(no such endpoint or model: check --judge-base-url / --judge-model\)$"):
             client.chat([{"role": "user", "content": "hi"}])
     dead = judges.JudgeClient("x", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff=0.01, timeout=2)
-    with pytest.raises(TuluError, match="gave up after 2 attempts"):
+    with pytest.raises(TuluError, match=r"judge http://127.0.0.1:9/v1/chat/completions: failed after 2 attempts \(ConnectError"):
         dead.chat([{"role": "user", "content": "hi"}])
     with pytest.raises(TuluError, match="unknown annotator"):
         judges.judge_pairwise(dead, "gpt5_judge", [])
@@ -155,3 +156,47 @@ def test_progress_bar_on_a_terminal_even_inside_another_bar(monkeypatch):
         for _ in range(3):
             ticks.append(advance())
     assert ticks == [None, None, None]
+
+
+# The judges and the eval backend share one retry loop (backends.openai.post_with_retries): the same
+# status set, backoff, Retry-After and error line, whichever of the two sends the request.
+def _judge_asks(srv, tmp_path, **kw):
+    client = judges.JudgeClient("m", base_url=srv.base_url, cache_path=tmp_path / "judge.jsonl", **kw)
+    return lambda: judges.response_text(client.chat([{"role": "user", "content": "hi"}]))
+
+
+def _backend_asks(srv, tmp_path, **kw):
+    from tulu_cli.evaluation.backends.openai import OpenAIClient
+
+    client = OpenAIClient(srv.base_url, cache_dir=tmp_path, **kw)
+    return lambda: client.post("chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("asks", [_judge_asks, _backend_asks], ids=["judge", "backend"])
+def test_one_retry_loop_for_judges_and_the_openai_backend(tmp_path, asks):
+    import time
+
+    # 429 twice, each with "Retry-After: 0": with a 30 s backoff this finishes at once only if the header is obeyed.
+    with OpenAIServer(reply=lambda body: "fine", fail_first=2, fail_status=429) as srv:
+        ask = asks(srv, tmp_path, max_retries=2, backoff=30.0)
+        t0 = time.monotonic()
+        assert ask() == "fine" and srv.count == 3
+        assert time.monotonic() - t0 < 10
+        assert ask() == "fine" and srv.count == 3  # the answer after the retries is the one cached and used
+    with OpenAIServer(fail_first=10, fail_status=503) as srv:
+        with pytest.raises(TuluError, match=rf"^(judge )?{srv.base_url}/chat/completions: failed after 2 attempts \(HTTP 503\)$"):
+            asks(srv, tmp_path / "b", max_retries=1, backoff=0.01)()
+        assert srv.count == 2
+    with OpenAIServer(fail_first=10, fail_status=418) as srv:  # not a transient status: no retry
+        with pytest.raises(TuluError, match=r"chat/completions: HTTP 418: try again later$"):
+            asks(srv, tmp_path / "c", max_retries=3, backoff=0.01)()
+        assert srv.count == 1
+
+
+def test_a_judged_pair_retried_on_429_is_scored_from_the_answer_that_came(tmp_path):
+    # "instruction number 0" is shown unswitched (test_switching_matches_the_package), so "M" names output_2.
+    row = {"instruction": "instruction number 0", "output_1": "short", "output_2": "a much longer answer"}
+    with OpenAIServer(reply=lambda body: "M", fail_first=1, fail_status=429) as srv:
+        client = judges.JudgeClient("m", base_url=srv.base_url, max_retries=2, backoff=30.0)
+        [res] = judges.judge_pairwise(client, "weighted_alpaca_eval_gpt4_turbo", [row])
+    assert srv.count == 2 and res["is_switched_outputs"] is False and res["preference"] == 2.0

@@ -17,13 +17,13 @@ import os
 import random
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tulu_cli.errors import TuluError
+from tulu_cli.evaluation.backends.openai import failure_hints, post_with_retries
 from tulu_cli.jsonl import read_jsonl, skip
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -149,7 +149,7 @@ def fill(template: str, values: Mapping[str, str]) -> str:
 
 
 class JudgeClient:
-    """A small OpenAI-compatible chat client: bounded concurrency, retries with backoff, and a response cache.
+    """A small OpenAI-compatible chat client: bounded concurrency, the eval backend's retry loop, and a response cache.
 
     The cache (JSONL, one ``{"key", "response"}`` per line, appended and flushed per answer) is keyed by
     the request body, so a rerun costs nothing and an interrupted run loses nothing.
@@ -202,33 +202,16 @@ class JudgeClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = f"{self.base_url}/chat/completions"
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                r = httpx.post(url, json=body, headers=headers, timeout=self.timeout)
-            except httpx.HTTPError as e:
-                last_error = f"{type(e).__name__}: {e}"
-            else:
-                if r.status_code == 200:
-                    try:
-                        response = r.json()
-                    except ValueError:
-                        last_error = "response is not JSON"
-                    else:
-                        self._store(key, response)
-                        return response
-                elif r.status_code in (401, 403):
-                    hint = "" if self.api_key else f" (environment variable {self.api_key_env} is not set)"
-                    raise TuluError(f"judge {url}: HTTP {r.status_code}: not authorised{hint}")
-                elif r.status_code == 404:
-                    raise TuluError(f"judge {url}: HTTP 404: no such endpoint or model '{self.model}' (check --judge-base-url / --judge-model)")
-                elif r.status_code == 400:
-                    raise TuluError(f"judge {url}: HTTP 400: {r.text[:300]}")
-                else:
-                    last_error = f"HTTP {r.status_code}: {r.text[:200]}"
-            if attempt < self.max_retries:
-                time.sleep(self.backoff * (2**attempt))
-        raise TuluError(f"judge {url}: gave up after {self.max_retries + 1} attempts: {last_error}")
+        hints = failure_hints(None if self.api_key else self.api_key_env, "--judge-base-url / --judge-model")
+        response = post_with_retries(
+            lambda: httpx.post(url, json=body, headers=headers, timeout=self.timeout),
+            f"judge {url}",
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            hints=hints,
+        )
+        self._store(key, response)
+        return response
 
     def _store(self, key: str, response: Any) -> None:
         with self._lock:

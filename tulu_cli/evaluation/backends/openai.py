@@ -18,13 +18,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from tulu_cli.errors import TuluError
 from tulu_cli.paths import cache_root
 from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, OnResult
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MAX_WAIT = 60.0  # seconds, the longest pause between two attempts
 MAX_API_STOPS = 4  # OpenAI accepts at most 4 stop sequences; the rest are applied here
 
 
@@ -58,6 +59,52 @@ def request_key(url: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({"url": url, "body": body}, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def post_with_retries(
+    send: Callable[[], Any], where: str, *, max_retries: int, backoff: float, hints: Mapping[int, str] | None = None
+) -> Any:
+    """The one retry loop for OpenAI-compatible endpoints (this backend and the judges): the parsed JSON of a 200.
+
+    ``send()`` makes one POST and returns the httpx response. A network error, a 200 that is not JSON
+    or a status in ``RETRY_STATUS`` is tried again, up to ``max_retries`` more times, after
+    ``backoff * 2**attempt`` seconds (at most ``MAX_WAIT``) times a jitter in [0.5, 1.5) so that
+    parallel requests do not retry in step, or after the server's ``Retry-After`` when it sends one.
+    Any other status fails at once: ``where: HTTP status: the server's message`` plus ``hints[status]``.
+    """
+    import httpx
+
+    last = ""
+    for attempt in range(max_retries + 1):
+        wait = min(MAX_WAIT, backoff * 2**attempt) * (0.5 + random.random())
+        try:
+            resp = send()
+        except httpx.RequestError as e:
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if resp.status_code == 200:
+                try:
+                    return resp.json()
+                except ValueError:
+                    last = "response is not JSON"
+            elif resp.status_code in RETRY_STATUS:
+                last = f"HTTP {resp.status_code}"
+                after = resp.headers.get("Retry-After", "")
+                if after.replace(".", "", 1).isdigit():
+                    wait = min(MAX_WAIT, float(after))
+            else:
+                raise TuluError(f"{where}: HTTP {resp.status_code}: {_error_message(resp)}{(hints or {}).get(resp.status_code, '')}")
+        if attempt < max_retries:
+            time.sleep(wait)
+    raise TuluError(f"{where}: failed after {max_retries + 1} attempts ({last})")
+
+
+def failure_hints(unset_key_env: str | None, flags: str) -> dict[int, str]:
+    """What to add to a refused request's error: the unset key variable for 401/403, the flags to check for 404."""
+    hints = {404: f" (no such endpoint or model: check {flags})"}
+    if unset_key_env:
+        hints[401] = hints[403] = f" (environment variable {unset_key_env} is not set)"
+    return hints
+
+
 class OpenAIClient:
     """POST JSON to an OpenAI-compatible server with retries (exponential backoff, Retry-After) and caching."""
 
@@ -81,6 +128,7 @@ class OpenAIClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(headers=headers, timeout=timeout)
+        self.hints = failure_hints(None if key else api_key_env, "--base-url / --model")
         self.cache = ResponseCache(Path(cache_dir or cache_root("openai")) / "responses.sqlite")
         self.max_retries = max_retries
         self.backoff = backoff
@@ -88,41 +136,21 @@ class OpenAIClient:
         self.cache_hits = 0
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
         url = f"{self.base_url}/{path.lstrip('/')}"
         key = request_key(url, body)
         cached = self.cache.get(key)
         if cached is not None:
             self.cache_hits += 1
             return cached
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            wait = min(60.0, self.backoff * 2**attempt) * (0.5 + random.random())
-            try:
-                self.sent += 1
-                resp = self._http.post(url, json=body)
-            except httpx.TransportError as e:
-                last = f"{type(e).__name__}: {e}"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        data = resp.json()
-                    except ValueError:
-                        last = "response is not JSON"
-                    else:
-                        self.cache.put(key, data)
-                        return data
-                elif resp.status_code in RETRY_STATUS:
-                    last = f"HTTP {resp.status_code}"
-                    after = resp.headers.get("Retry-After", "")
-                    if after.replace(".", "", 1).isdigit():
-                        wait = min(60.0, float(after))
-                else:
-                    raise TuluError(f"{url}: HTTP {resp.status_code}: {_error_message(resp)}")
-            if attempt < self.max_retries:
-                time.sleep(wait)
-        raise TuluError(f"{url}: failed after {self.max_retries + 1} attempts ({last})")
+        data = post_with_retries(
+            lambda: self._send(url, body), url, max_retries=self.max_retries, backoff=self.backoff, hints=self.hints
+        )
+        self.cache.put(key, data)
+        return data
+
+    def _send(self, url: str, body: dict[str, Any]) -> Any:
+        self.sent += 1
+        return self._http.post(url, json=body)
 
     def close(self) -> None:
         self._http.close()
