@@ -82,6 +82,11 @@ SPOT = [
     (["weights", "merge"], "Write the tokenizer (the adapter's if it has one, else the base's). Default: yes."),
     (["weights", "merge"], "(bfloat16, float16, float32). Default: bfloat16."),
     (["weights", "recover"], "The weight diff folder (tulu, Alpaca or Tulu v1 format). Required."),
+    (["data", "prepare"], "Seed of templates and sampling (same seed, same output). Default: 42."),
+    (["data", "prepare"], "(report and go on). Default: fail."),
+    (["data", "inspect"], "Truncate examples to this many tokens. Default: 2048."),
+    (["data", "inspect"], "Examples to print with their masks. Default: 3."),
+    (["data", "prepare-eval"], "Root folder to write (mmlu/, gsm/, bbh/...). Default: data/eval."),
 ]
 
 
@@ -127,6 +132,9 @@ REQUIRED = {
     "DiffOptions": {"base": "b", "tuned": "t", "output": "o"},
     "RecoverOptions": {"base": "b", "diff": "d", "output": "o"},
     "MergeOptions": {"adapter": "a", "output": "o"},
+    "PrepareOptions": {"target": "dolly", "output": "o.jsonl"},
+    "InspectOptions": {"file": "f.jsonl", "tokenizer": "tok"},
+    "PrepareEvalOptions": {"benchmarks": ["gsm"]},
 }
 
 

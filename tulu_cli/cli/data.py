@@ -1,84 +1,17 @@
-"""`tulu data` command group (commands are registered below; heavy imports stay inside functions)."""
+"""`tulu data` command group: prepare, prepare-eval, inspect (listed at the bottom; heavy imports stay inside functions)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from tulu_cli.cli._common import TuluTyper, print_resolved
+from tulu_cli.cli._schema import Call, add_command
+from tulu_cli.cli.data_inspect import inspect
+from tulu_cli.cli.data_prepare_eval import prepare_eval
+from tulu_cli.options.chat import InspectOptions
+from tulu_cli.options.data import ListFlag, PrepareOptions
+from tulu_cli.options.eval import PrepareEvalOptions
 
-import typer
 
-from tulu_cli.cli._common import ConfigOpt, DryRunOpt, TuluTyper, print_resolved
-
-app = TuluTyper(help="data")
-
-
-@app.command("prepare")
-def prepare(
-    target: Annotated[
-        Optional[str],
-        typer.Argument(
-            metavar="SOURCE_OR_MIXTURE",
-            help="A source (dolly, sharegpt, oasst1, alpaca, ...) or a published mixture (tulu_v1, tulu_v2). See --list.",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Optional[Path],
-        typer.Option("--output", "-o", help="A *.jsonl file, or a folder (then NAME_data.jsonl inside). Required.", show_default=False),
-    ] = None,
-    input: Annotated[
-        Optional[Path],
-        typer.Option("--input", "-i", help="Raw file or folder of a single source (required for the generic formats). Default: none.", show_default=False),
-    ] = None,
-    mixture_file: Annotated[
-        Optional[Path],
-        typer.Option("--mixture-file", "-m", help="YAML list of {source, path|url, count|fraction, options}. Default: none.", show_default=False),
-    ] = None,
-    raw_dir: Annotated[
-        Optional[Path],
-        typer.Option("--raw-dir", help="Use raw files already on disk (DIR/SOURCE/FILE or DIR/FILE); never download. Default: download.", show_default=False),
-    ] = None,
-    cache_dir: Annotated[
-        Optional[Path],
-        typer.Option("--cache-dir", help="Where downloads are kept and resumed. Default: $TULU_CACHE or ~/.cache/tulu.", show_default=False),
-    ] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of templates and sampling (same seed, same output). Default: 42.", show_default=False)] = None,
-    on_error: Annotated[
-        Optional[str],
-        typer.Option("--on-error", help="A bad input record: 'fail' (stop, naming file:line) or 'skip' (report and go on). Default: fail.", show_default=False),
-    ] = None,
-    max_examples: Annotated[
-        Optional[int], typer.Option("--max-examples", "-n", help="At most N examples per source (seeded sample). Default: no cap.", show_default=False)
-    ] = None,
-    source_option: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--source-option",
-            "-s",
-            help="KEY=VALUE for a source setting (SOURCE.KEY=VALUE inside a mixture), e.g. top_k_reply=1. Repeatable. See --list.",
-            show_default=False,
-        ),
-    ] = None,
-    tokenizer: Annotated[
-        Optional[str], typer.Option("--tokenizer", help="Tokenizer folder or name used to split ShareGPT under its token limit. Default: none.", show_default=False)
-    ] = None,
-    keyword_filter: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--keyword-filter/--no-keyword-filter",
-            help="Move rows mentioning OpenAI, ChatGPT, GPT-4, Claude, ... to NAME_data.filtered_out.jsonl. Default: on for tulu_v2 only.",
-            show_default=False,
-        ),
-    ] = None,
-    overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace existing output files. Default: refuse.", show_default=False)] = None,
-    download_only: Annotated[
-        Optional[bool],
-        typer.Option("--download-only", help="Fetch the raw files into the cache (CACHE/raw/SOURCE/, a valid --raw-dir) and exit. Default: off.", show_default=False),
-    ] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the sources, their raw files and options, and the mixtures; then exit.")] = False,
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-) -> None:
+def prepare(call: Call) -> None:
     """Convert instruction data into the tulu chat format: one JSONL row per conversation.
 
     Each row is [bold]{"dataset", "id", "messages": [{"role", "content"}, ...]}[/bold] (preference sources add "chosen" and "rejected"). Raw files are downloaded from where they were published (resumable, cached) or read from --raw-dir. Every row is validated; a bad input record stops the run with its file:line, or is skipped and reported with --on-error skip. A NAME_data.stats.json beside the output records counts and skips. tulu_v2 also writes the rows its keyword filter removed to NAME_data.filtered_out.jsonl.
@@ -99,38 +32,16 @@ def prepare(
 
     tulu data prepare tulu_v2 --download-only   [dim]# then copy ~/.cache/tulu/raw to an offline machine: --raw-dir[/dim]
     """
-    if list_:
+    if call.extras["list_"]:
         _print_list()
         return
-    from tulu_cli.options import resolve_options
-    from tulu_cli.options.data import PrepareOptions
-
-    opts = resolve_options(
-        PrepareOptions,
-        config,
-        {
-            "target": target,
-            "output": output,
-            "input": input,
-            "mixture_file": mixture_file,
-            "raw_dir": raw_dir,
-            "cache_dir": cache_dir,
-            "seed": seed,
-            "on_error": on_error,
-            "max_examples": max_examples,
-            "source_options": source_option or None,
-            "tokenizer": tokenizer,
-            "keyword_filter": keyword_filter,
-            "overwrite": overwrite,
-            "download_only": download_only,
-        },
-    )
+    opts = call.options()
     from rich.console import Console
 
     from tulu_cli.data.prepare import prepare as run
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    if dry_run:
+    if call.dry_run:
         from tulu_cli.data.prepare import preflight
 
         for label, files in preflight(opts, download=False).files.items():
@@ -209,8 +120,7 @@ def _print_list() -> None:
             console.print(f"  {c.source}: {count}" + (f" ({extra})" if extra else "") + published)
 
 
-# Commands that live in their own modules (owned by the chat and evaluation code respectively).
-from tulu_cli.cli import data_inspect, data_prepare_eval  # noqa: E402
-
-data_inspect.register(app)
-data_prepare_eval.register(app)
+app = TuluTyper(help="Prepare instruction data, evaluation data, and inspect encodings.")
+add_command(app, "prepare", PrepareOptions, prepare, extras=ListFlag)
+add_command(app, "inspect", InspectOptions, inspect)
+add_command(app, "prepare-eval", PrepareEvalOptions, prepare_eval)

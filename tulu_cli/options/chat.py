@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal, Optional
+from typing import Literal, Optional
 
-from pydantic import Field
-
-from tulu_cli.options.base import Options
+from tulu_cli.options.base import Options, opt
 
 # Mirrors tulu_cli.chat.TEMPLATE_NAMES (kept literal here so option parsing stays import-light).
 TemplateName = Literal["tulu", "tokenizer", "llama2", "zephyr", "chatml", "olmo"]
@@ -16,14 +14,12 @@ TemplateName = Literal["tulu", "tokenizer", "llama2", "zephyr", "chatml", "olmo"
 class InspectOptions(Options):
     """`tulu data inspect FILE --tokenizer DIR`: encode a JSONL file and report what would be trained on."""
 
-    cli_names: ClassVar[dict[str, str]] = {"file": "FILE", "json_output": "--json"}
-
     # Optional here so a missing one is reported as the flag the user must add, not a pydantic message.
-    file: Optional[Path] = Field(None, description="JSONL of {dataset, id, messages} or {prompt, completion} rows")
-    tokenizer: Optional[Path] = Field(None, description="Folder holding the tokenizer (tokenizer.json / tokenizer_config.json)")
-    template: TemplateName = "tulu"
-    max_seq_length: int = Field(2048, gt=0)
-    num_examples: int = Field(3, ge=0, description="Examples printed with trained tokens highlighted")
-    limit: Optional[int] = Field(None, gt=0, description="Encode only the first N rows (default: all)")
-    add_bos: bool = Field(False, description="Write the bos token in front (tokenizers that do not add one)")
-    json_output: bool = Field(False, description="Print the summary as JSON on stdout instead of tables")
+    file: Optional[Path] = opt(None, help="JSONL file: {dataset, id, messages} or {prompt, completion} rows.", argument="FILE", required=True)
+    tokenizer: Optional[Path] = opt(None, help="Tokenizer folder.", flags=("--tokenizer", "-t"), required=True)
+    template: TemplateName = opt("tulu", help="Chat template: tulu, tokenizer (its own chat_template), llama2, zephyr, chatml, olmo.")
+    max_seq_length: int = opt(2048, help="Truncate examples to this many tokens.", gt=0)
+    num_examples: int = opt(3, help="Examples to print with their masks.", flags=("--num-examples", "-n"), ge=0)
+    limit: Optional[int] = opt(None, help="Encode only the first N rows of a big file.", default_help="all", gt=0)
+    add_bos: bool = opt(False, help="Write the bos token in front (tokenizers that add none).")
+    json_output: bool = opt(False, help="Print the summary as JSON on stdout, nothing else.", flags=("--json/--no-json",))

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import field_validator, model_validator
 
-from tulu_cli.options.base import Options, key_value_pairs
+from tulu_cli.options.base import Options, key_value_pairs, opt
 
 
 def _split_csv(v):
@@ -144,13 +144,15 @@ class EvalScoreOptions(TaskExtraOptions):
 
 
 class PrepareEvalOptions(Options):
-    cli_names: ClassVar[dict[str, str]] = {"benchmarks": "BENCHMARKS"}
-
-    benchmarks: list[str]
-    data_dir: Path = Path("data/eval")
-    mirror: Optional[str] = None
-    cache_dir: Optional[Path] = None
-    force: bool = False
+    benchmarks: list[str] = opt(
+        help="Benchmarks to download: mmlu, gsm, bbh, ... (see `tulu eval list`, column 'data').", argument="BENCHMARKS"
+    )
+    data_dir: Path = opt(Path("data/eval"), help="Root folder to write (mmlu/, gsm/, bbh/...).", flags=("--data-dir", "-d"))
+    mirror: Optional[str] = opt(
+        None, help="Base URL serving files in the data/eval layout, used instead of the published URLs (also $TULU_EVAL_MIRROR)."
+    )
+    cache_dir: Optional[Path] = opt(None, help="Keep downloads here so a second data dir costs nothing.", default_help="no cache")
+    force: bool = opt(False, help="Download again even when the data is already there.")
 
     @field_validator("benchmarks", mode="before")
     @classmethod
