@@ -8,55 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from _eval_fixtures import MBPPPLUS_PROBLEMS as PROBLEMS
+from _eval_fixtures import write_mbppplus_split as _split
 from _eval_helpers import invoke
 from _fileserver import serve
 from tulu_cli.evaluation.tasks import TaskContext, get_task
 
 pq = pytest.importorskip("pyarrow.parquet")
-
-# Three MBPP+ problems in the hub's layout (evalplus tools/mbpp/to_original_fmt.py: the code is EvalPlus's
-# canonical solution, the prompt MBPP's text, the test a script over inputs and expected results).
-_ASSERTION = (
-    "import numpy as np\n\n\ndef assertion(out, exp, atol):\n    exact_match = out == exp\n"
-    "    if not exact_match and atol != 0:\n        np.testing.assert_allclose(out, exp, atol=atol)\n"
-    "    else:\n        assert exact_match\n\n"
-)
-_LOOP = "for i, (inp, exp) in enumerate(zip(inputs, results)):\n    assertion({}(*inp), exp, 0)\n"
-PROBLEMS = [
-    {
-        "task_id": 3,
-        "prompt": "Write a python function to identify non-prime numbers.",
-        "code": "\nimport math\ndef is_not_prime(n):\n    if n == 1:\n        return True\n    for i in range(2, int(math.sqrt(n))+1):\n"
-        "        if n % i == 0:\n            return True\n    return False\n",
-        "test": _ASSERTION + "inputs = [[1], [2], [10], [35], [37]]\nresults = [True, False, True, True, False]\n" + _LOOP.format("is_not_prime"),
-    },
-    {
-        "task_id": 4,
-        "prompt": "Write a function to find the n largest integers from a given list of numbers, returned in descending order.",
-        "code": "\nimport heapq as hq\ndef heap_queue_largest(nums: list,n: int) -> list:\n  largest_nums = hq.nlargest(n, nums)\n  return largest_nums\n",
-        "test": _ASSERTION + "inputs = [[[25, 35, 22, 85, 14, 65, 75, 22, 58], 3]]\nresults = [[85, 75, 65]]\n" + _LOOP.format("heap_queue_largest"),
-    },
-    {
-        "task_id": 6,
-        "prompt": "Write a python function to check whether the two numbers differ at one bit position only or not.",
-        "code": "\ndef is_Power_Of_Two(x: int): \n    return x > 0 and (x & (x - 1)) == 0\ndef differ_At_One_Bit_Pos(a: int,b: int):\n"
-        "    return is_Power_Of_Two(a ^ b)\n",
-        "test": _ASSERTION + "inputs = [[13, 9], [15, 8], [2, 4]]\nresults = [True, False, False]\n" + _LOOP.format("differ_At_One_Bit_Pos"),
-    },
-]
-EXTRA = {"source_file": "Benchmark Questions Verification V2.ipynb", "test_imports": [], "test_list": []}
-
-
-def _split(path: Path, problems: list[dict] = PROBLEMS, filler: int = 100) -> Path:
-    """A test split: ``filler`` problems first (the ones open-instruct leaves out), then ``problems``."""
-    rows = [{"task_id": 1000 + i, "prompt": "Left out.", "code": "def f(x):\n  return x\n", "test": "assert False\n", **EXTRA} for i in range(filler)]
-    rows += [{**p, **EXTRA} for p in problems]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import pyarrow as pa
-
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return path
-
 
 def _ctx(data_dir: Path, template: str = "tulu", **task_args: str) -> TaskContext:
     return TaskContext(data_dir=data_dir, chat_template=template, options=SimpleNamespace(task_args=task_args, input_file=None))

@@ -10,39 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from _eval_fixtures import make_toxigen_classifier as make_classifier
 from tulu_cli.cli.main import app
 from tulu_cli.evaluation.tasks import TaskContext
 from tulu_cli.evaluation.tasks.toxigen import ToxiGen, classify_toxicity, clean_prompt, prompt_files, toxicity_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval_safety"
 runner = CliRunner()
-
-
-def make_classifier(path: Path, tokenizer_from: Path, toxic_bias: float) -> Path:
-    """A tiny RoBERTa sequence classifier; the output bias decides its verdict (positive: always toxic).
-
-    With ``toxic_bias == 0`` the head reads the first hidden unit, so verdicts vary with the text.
-    """
-    import torch
-    from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_from))
-    cfg = RobertaConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=600, num_labels=2, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = RobertaForSequenceClassification(cfg)
-    with torch.no_grad():
-        head = model.classifier.out_proj
-        head.weight.zero_()
-        head.bias.copy_(torch.tensor([0.0, toxic_bias]))
-        if toxic_bias == 0:
-            head.weight[1, 0] = 50.0
-    model.save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
 
 
 def test_prompt_files_and_cleaning(tmp_path):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from _eval_fixtures import make_truthfulqa_judge as make_judge
 from _eval_helpers import invoke
 from tulu_cli.errors import TuluError
 from tulu_cli.evaluation.tasks import TaskContext, get_task
@@ -25,37 +26,6 @@ from tulu_cli.evaluation.tasks.truthfulqa import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval_truthfulqa"
-
-
-def make_judge(path: Path, tiny_model: Path, says_yes: bool) -> Path:
-    """A tiny causal LM that answers " yes" after "True:"/"Helpful:" with P ~ 1 (or ~ 0), whatever the text.
-
-    Every layer writes nothing to the residual stream, so the last hidden state is the normalised
-    embedding of the current token; each token of " yes" gets an output row along (or against) the
-    hidden state of the token before it, and every other output row is zero.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tiny_model))
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
-    yes_ids = tok(" yes", add_special_tokens=False)["input_ids"]
-    before = {tok(f"A: x\n{label} yes", add_special_tokens=False)["input_ids"][-len(yes_ids) - 1] for label in ("True:", "Helpful:")}
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.model.norm.weight.fill_(1.0)
-        emb = model.model.embed_tokens.weight
-        hidden = emb / emb.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
-        sign = 1.0 if says_yes else -1.0
-        model.lm_head.weight.zero_()
-        model.lm_head.weight[yes_ids[0]] = sign * 0.6 * sum(hidden[t] for t in before)
-        for prev, nxt in zip(yes_ids, yes_ids[1:]):
-            model.lm_head.weight[nxt] = sign * 0.6 * hidden[prev]
-    model.save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
