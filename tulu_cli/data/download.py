@@ -301,9 +301,10 @@ def hub_metadata(url: str) -> HubFile:
             ) from None
         except HfHubHTTPError as e:
             code = e.response.status_code
+            reason = getattr(e.response, "reason_phrase", None) or getattr(e.response, "reason", "")  # httpx / requests
             if code not in RETRY_STATUS:
-                raise _http_error(url, code, e.response.reason_phrase) from None
-            last = f"HTTP {code} ({e.response.reason_phrase})"
+                raise _http_error(url, code, reason) from None
+            last = f"HTTP {code} ({reason})"
         except (_transport_error(), OSError) as e:
             last = f"cannot connect: {e}"
         if attempt + 1 < ATTEMPTS:
@@ -316,11 +317,15 @@ def hub_metadata(url: str) -> HubFile:
 
 
 def _transport_error() -> type[Exception]:
-    """The connection-level error class of the HTTP client huggingface_hub uses (httpx2 or httpx, by its version)."""
+    """The connection-level error class of the HTTP client huggingface_hub uses (httpx2 or httpx, by its version;
+    before 1.0 it used requests, whose errors are OSErrors)."""
     try:
         from httpx2 import TransportError
     except ImportError:
-        from httpx import TransportError
+        try:
+            from httpx import TransportError
+        except ImportError:
+            return OSError
     return TransportError
 
 
