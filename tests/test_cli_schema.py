@@ -87,6 +87,9 @@ SPOT = [
     (["data", "inspect"], "Truncate examples to this many tokens. Default: 2048."),
     (["data", "inspect"], "Examples to print with their masks. Default: 3."),
     (["data", "prepare-eval"], "Root folder to write (mmlu/, gsm/, bbh/...). Default: data/eval."),
+    (["human-eval", "serve"], "Port; 0 picks a free one. Default: 5001."),
+    (["human-eval", "serve"], "Sign-in lifetime in hours. Default: 12."),
+    (["human-eval", "metrics"], "SQLite database of accounts and answers. Default: annotations.sqlite."),
 ]
 
 
@@ -135,6 +138,10 @@ REQUIRED = {
     "PrepareOptions": {"target": "dolly", "output": "o.jsonl"},
     "InspectOptions": {"file": "f.jsonl", "tokenizer": "tok"},
     "PrepareEvalOptions": {"benchmarks": ["gsm"]},
+    "ServeOptions": {"comparisons": "c.jsonl"},
+    "AddUserOptions": {"name": "alice"},
+    "ExportOptions": {},
+    "MetricsOptions": {},
 }
 
 

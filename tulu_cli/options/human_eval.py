@@ -5,23 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
-from tulu_cli.options.base import Options
+from tulu_cli.options.base import Options, opt
 
 
-class ServeOptions(Options):
-    comparisons: Path
-    db: Path = Path("annotations.sqlite")
-    host: str = "127.0.0.1"
-    port: int = Field(5001, ge=0, le=65535)
-    shuffle: bool = True
-    secure_cookies: bool = False
-    tls_cert: Optional[Path] = None
-    tls_key: Optional[Path] = None
-    session_hours: float = Field(12.0, gt=0, le=24 * 30)
-    access_log: bool = False
-    guidelines: Optional[Path] = None
+class _DbOptions(Options):
+    """The annotation database every human-eval command reads or writes."""
+
+    db: Path = opt(Path("annotations.sqlite"), help="SQLite database of accounts and answers.")
+
+
+class ServeOptions(_DbOptions):
+    comparisons: Path = opt(
+        help='JSONL, one per line: {"id", "prompt", "completions": [{"model", "completion"}, {"model", "completion"}]}.'
+    )
+    host: str = opt("127.0.0.1", help="Address to listen on.", default_help="127.0.0.1 (this machine only)")
+    port: int = opt(5001, help="Port; 0 picks a free one.", ge=0, le=65535)
+    shuffle: bool = opt(True, help="Give each annotator their own random order of instances.", flags=("--shuffle/--no-shuffle",))
+    secure_cookies: bool = opt(
+        False, help="Mark cookies Secure (set this behind a TLS reverse proxy; implied by --tls-cert).", flags=("--secure-cookies",)
+    )
+    tls_cert: Optional[Path] = opt(None, help="PEM certificate: serve HTTPS directly.")
+    tls_key: Optional[Path] = opt(None, help="PEM private key for --tls-cert.")
+    session_hours: float = opt(12.0, help="Sign-in lifetime in hours.", gt=0, le=24 * 30)
+    access_log: bool = opt(False, help="Log every request to stderr.", flags=("--access-log",))
+    guidelines: Optional[Path] = opt(
+        None, help="Markdown file of annotation guidelines, shown on the Guidelines page.", default_help="built-in guidelines"
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "ServeOptions":
@@ -30,17 +41,19 @@ class ServeOptions(Options):
         return self
 
 
-class AddUserOptions(Options):
-    name: str
-    db: Path = Path("annotations.sqlite")
-    reset: bool = False
+class AddUserOptions(_DbOptions):
+    name: str = opt(help="Annotator's user name (letters, digits, . _ @ -).", argument="NAME")
+    reset: bool = opt(False, help="Issue a new password for an existing user (signs them out).", flags=("--reset",))
 
 
-class ExportOptions(Options):
-    db: Path = Path("annotations.sqlite")
-    format: Optional[Literal["jsonl", "csv"]] = None
-    output: Optional[Path] = None
-    all_revisions: bool = False
+class ExportOptions(_DbOptions):
+    format: Optional[Literal["jsonl", "csv"]] = opt(
+        None, help="jsonl or csv.", flags=("--format", "-f"), default_help="from --output's extension, else jsonl"
+    )
+    output: Optional[Path] = opt(None, help="File to write.", flags=("--output", "-o"), default_help="stdout")
+    all_revisions: bool = opt(
+        False, help="Every submission, not just each annotator's latest answer per instance.", flags=("--all-revisions",)
+    )
 
     @model_validator(mode="after")
     def _infer_format(self) -> "ExportOptions":
@@ -51,6 +64,5 @@ class ExportOptions(Options):
         return self
 
 
-class MetricsOptions(Options):
-    db: Path = Path("annotations.sqlite")
-    json_output: bool = False
+class MetricsOptions(_DbOptions):
+    json_output: bool = opt(False, help="Print one JSON document instead of tables.", flags=("--json",))
