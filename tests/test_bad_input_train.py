@@ -116,7 +116,7 @@ ROWS = [
     ("lora-rank-zero", lambda w: _sft(w, "--lora-rank", 0, cmd=("lora",)), ["lora"]),
     # plot
     ("plot-run-dir-missing", lambda w: ["train", "plot", str(w / "norun")], ["norun", "metrics.jsonl"]),
-    ("plot-metrics-garbled", lambda w: ["train", "plot", str(w / "run")], ["metrics.jsonl:2", "not valid JSON"]),
+    ("plot-metrics-garbled", lambda w: ["train", "plot", str(w / "run")], ["metrics.jsonl:2: truncated JSON: the text ends before the value is complete (Unterminated string starting at column 13)"]),
     ("plot-metrics-garbled-dry-run", lambda w: ["train", "plot", str(w / "run"), "--dry-run"], ["metrics.jsonl:2"]),
     ("plot-output-under-a-file", lambda w: ["train", "plot", str(w / "run"), "-o", str(w / "afile" / "m.png")], ["--output", "is a file, not a folder"]),
     ("plot-output-is-a-folder", lambda w: ["train", "plot", str(w / "run"), "-o", str(w / "run")], ["--output", "is a folder"]),

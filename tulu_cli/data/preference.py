@@ -17,26 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from tulu_cli.data.tokenize import check_readable as check_first_row, parse_messages
 from tulu_cli.errors import TuluError
 from tulu_cli.jsonl import read_jsonl
 from tulu_cli.paths import cache_root
 
 CACHE_FORMAT = 1
 IGNORE = -100
-ROLES = ("system", "user", "assistant")
-
-
-def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise TuluError(f"{where}: field '{field}' must be a non-empty list of {{role, content}} messages or a string")
-    out = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise TuluError(f"{where}: field '{field}[{i}]' needs string 'role' and 'content'")
-        if m["role"] not in ROLES:
-            raise TuluError(f"{where}: field '{field}[{i}].role': unknown role {m['role']!r} (system, user, assistant)")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
 
 
 def parse_pair(row: dict[str, Any], where: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -49,7 +36,7 @@ def parse_pair(row: dict[str, Any], where: str) -> tuple[list[dict[str, str]], l
     elif prompt is None:
         prompt_msgs = []
     else:
-        prompt_msgs = _messages(prompt, where, "prompt")
+        prompt_msgs = parse_messages(prompt, where, "prompt", or_string=True)
     sides = []
     for field in ("chosen", "rejected"):
         value = row[field]
@@ -58,7 +45,7 @@ def parse_pair(row: dict[str, Any], where: str) -> tuple[list[dict[str, str]], l
                 raise TuluError(f"{where}: field '{field}' is a string, which needs a 'prompt' field too")
             sides.append(prompt_msgs + [{"role": "assistant", "content": value}])
             continue
-        msgs = _messages(value, where, field)
+        msgs = parse_messages(value, where, field, or_string=True)
         # UltraFeedback-binarized style: the lists already start with the prompt turns.
         if prompt_msgs and not _starts_with(msgs, prompt_msgs) and msgs[0]["role"] == "assistant":
             msgs = prompt_msgs + msgs
@@ -81,15 +68,7 @@ def read_pairs(files: Sequence[str]) -> Iterator[tuple[list[dict], list[dict]]]:
 
 def check_readable(path: str | Path) -> None:
     """Fail fast on a missing or empty file or a malformed first row, before any model loads."""
-    p = Path(path)
-    if not p.is_file():
-        raise TuluError(f"{p}: preference file does not exist")
-    try:
-        for _ in read_pairs([str(p)]):
-            return
-    except OSError as e:
-        raise TuluError(f"{p}: cannot read the preference file ({e})") from None
-    raise TuluError(f"{p}: preference file is empty")
+    check_first_row(path, "preference file", read_pairs)
 
 
 def _hub_pairs(dataset: str, config: str | None, split: str) -> Iterator[tuple[list[dict], list[dict]]]:

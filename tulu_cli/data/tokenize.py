@@ -23,6 +23,7 @@ from tulu_cli.paths import cache_root, sha256_file
 CACHE_FORMAT = 1
 CACHE_MARKER = "tulu_cache.json"
 COLUMNS = ("input_ids", "labels", "length")
+ROLES = ("system", "user", "assistant")
 
 
 def data_hashes(train_files, dataset: str | None, dataset_config: str | None, split: str) -> dict[str, str]:
@@ -89,30 +90,39 @@ def publish_cache(ds, meta: dict[str, Any], stage: Path, final: Path, *, overwri
     os.replace(stage, final)
 
 
-def check_readable(path: str | Path) -> None:
-    """Fail fast (before any model loads) on a missing, unreadable or non-JSON first line file."""
+def check_readable(path: str | Path, what: str = "training file", rows: Callable[[list[str]], Iterator[Any]] | None = None) -> None:
+    """Fail fast (before any model loads) on a missing, unreadable or empty file or a malformed first row.
+
+    ``rows`` reads the file's rows (default: training rows); ``what`` names the file in the message."""
     p = Path(path)
     if not p.is_file():
-        raise TuluError(f"{p}: training file does not exist")
+        raise TuluError(f"{p}: {what} does not exist")
     try:
-        for _ in read_rows([str(p)]):
+        for _ in (rows or read_rows)([str(p)]):
             return
     except OSError as e:
-        raise TuluError(f"{p}: cannot read the training file ({e})") from None
-    raise TuluError(f"{p}: training file is empty")
+        raise TuluError(f"{p}: cannot read the {what} ({e})") from None
+    raise TuluError(f"{p}: {what} is empty")
+
+
+def parse_messages(value: Any, where: str, field: str, or_string: bool = False) -> list[dict[str, str]]:
+    """A message list of a training or preference row as ``{role, content}`` dicts; errors name the field."""
+    if not isinstance(value, list) or not value:
+        alternative = " messages or a string" if or_string else ""
+        raise TuluError(f"{where}: field '{field}' must be a non-empty list of {{role, content}}{alternative}")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise TuluError(f"{where}: field '{field}[{i}]' needs string 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise TuluError(f"{where}: field '{field}[{i}].role': unknown role {m['role']!r} (system, user, assistant)")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
 
 
 def _check_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     if "messages" in row:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise TuluError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                raise TuluError(f"{where}: field 'messages[{i}]' needs string 'role' and 'content'")
-            if m["role"] not in ("system", "user", "assistant"):
-                raise TuluError(f"{where}: field 'messages[{i}].role': unknown role {m['role']!r} (system, user, assistant)")
-        return {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs], "prompt": None, "completion": None}
+        return {"messages": parse_messages(row["messages"], where, "messages"), "prompt": None, "completion": None}
     if "prompt" in row and "completion" in row:
         if not isinstance(row["prompt"], str) or not isinstance(row["completion"], str):
             raise TuluError(f"{where}: fields 'prompt' and 'completion' must be strings")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import read_jsonl
 from tulu_cli.train.metrics import METRICS_FILE
 
 
@@ -14,14 +14,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise TuluError(f"{run_dir}: no {METRICS_FILE} here (not a training run folder, or no step logged yet)")
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise TuluError(f"{path}:{lineno}: not valid JSON") from None
+    rows = [row for _, row in read_jsonl(path)]
     if not rows:
         raise TuluError(f"{path}: no metrics logged yet")
     return rows
