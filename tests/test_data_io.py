@@ -72,7 +72,7 @@ def test_read_jsonl_whole_lines_reports_a_last_line_cut_short(tmp_path):
     assert seen == [f"{p}:2: the last line has no line break (a write cut short)"]
 
 
-def test_read_jsonl_folder_and_unreadable_file_are_one_line(tmp_path):
+def test_read_jsonl_folder_and_missing_file_are_one_line(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(TuluError, match=r"d: is a folder, not a JSONL file$"):
         list(read_jsonl(tmp_path / "d"))

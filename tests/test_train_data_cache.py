@@ -93,6 +93,11 @@ def test_training_and_preference_files_go_through_the_one_jsonl_reader(tmp_path)
         {"messages": [], "prompt": "a\u2028b", "completion": "c"},
         {"messages": [{"role": "user", "content": "q"}], "prompt": None, "completion": None},
     ]
+    import gzip
+
+    with gzip.open(tmp_path / "sft.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write('{"prompt": "p", "completion": "c"}\n')
+    assert list(tokenize.read_rows([str(tmp_path / "sft.jsonl.gz")])) == [{"messages": [], "prompt": "p", "completion": "c"}]
     pref = tmp_path / "p.jsonl"
     pref.write_bytes(b'\xef\xbb\xbf{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
     preference.check_readable(pref)
