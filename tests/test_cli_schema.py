@@ -90,7 +90,24 @@ SPOT = [
     (["human-eval", "serve"], "Port; 0 picks a free one. Default: 5001."),
     (["human-eval", "serve"], "Sign-in lifetime in hours. Default: 12."),
     (["human-eval", "metrics"], "SQLite database of accounts and answers. Default: annotations.sqlite."),
+    (["eval", "run"], "Seed for subsampling and sampling (Tulu 2's). Default: 42."),
+    (["eval", "run"], "Requests in flight at once. Default: 8."),
+    (["eval", "run"], "Retries of a failed request (exponential backoff). Default: 6."),
+    (["eval", "run"], "Seconds per request. Default: 120."),
+    (["eval", "run"], "API base URL, e.g. http://localhost:8000/v1. Default: https://api.openai.com/v1."),
+    (["eval", "score"], "Environment variable holding the judge's API key. Default: OPENAI_API_KEY."),
 ]
+
+
+def test_run_and_score_share_one_declaration_of_their_common_flags():
+    """The judge, classifier, input-file and task-arg flags are fields of one base model, declared once."""
+    from tulu_cli.options.eval import EvalRunOptions, EvalScoreOptions, TaskExtraOptions
+
+    shared = set(TaskExtraOptions.model_fields)
+    assert {"judge_model", "toxigen_classifier", "truthfulqa_truth_judge", "input_file", "task_args", "sandbox", "data_dir"} <= shared
+    for cls in (EvalRunOptions, EvalScoreOptions):
+        assert all(_schema.help_text(cls, k) == _schema.help_text(TaskExtraOptions, k) for k in shared)
+        assert not shared & set(cls.__annotations__), "redeclared in the subclass"
 
 
 @pytest.mark.parametrize("path,sentence", SPOT, ids=[f"{' '.join(p)}: {s[:30]}" for p, s in SPOT])
@@ -142,6 +159,9 @@ REQUIRED = {
     "AddUserOptions": {"name": "alice"},
     "ExportOptions": {},
     "MetricsOptions": {},
+    "EvalRunOptions": {"model": "m", "tasks": ["gsm_cot"], "output_dir": "o"},
+    "EvalScoreOptions": {"task": "gsm_cot", "predictions": "p.jsonl"},
+    "EvalListOptions": {},
 }
 
 

@@ -18,7 +18,8 @@ class Options(BaseModel):
     spelling and panel, and tulu_cli/cli/_schema.py builds the command from them.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # defer_build: the CLI reads the fields for --help at import; the validator is built on first use.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), defer_build=True)
     # Help panels in --help order (a subclass's own panels slot in where the base lists them).
     cli_panels: ClassVar[tuple[str, ...]] = ()
 

@@ -16,20 +16,47 @@ def _split_csv(v):
     return v
 
 
+# --help panels of `tulu eval run | score`
+M, T, G, A, X = "Model and backend", "Tasks and data", "Generation overrides (default: the preset's)", "OpenAI-compatible API", "Task-specific"
+
+
 class TaskExtraOptions(Options):
-    """Settings only some tasks read (judges, classifiers, alternative input files)."""
+    """What `tulu eval run` and `tulu eval score` share: the data root, judges, classifiers, input files, task args."""
 
-    cli_names: ClassVar[dict[str, str]] = {"task_args": "--task-arg", "json_output": "--json"}
+    cli_panels: ClassVar[tuple[str, ...]] = (M, T, G, A, X)
 
-    judge_model: Optional[str] = None
-    judge_base_url: Optional[str] = None
-    judge_api_key_env: str = "OPENAI_API_KEY"
-    toxigen_classifier: Optional[str] = None
-    truthfulqa_truth_judge: Optional[str] = None
-    truthfulqa_info_judge: Optional[str] = None
-    input_file: Union[dict[str, Path], Path, None] = None  # one PATH, or {task: PATH}
-    task_args: dict[str, str] = {}
-    sandbox: Literal["auto", "strict", "bwrap", "namespaces"] = "auto"  # jail of generated code (evaluation/sandbox.py POLICIES)
+    data_dir: Optional[Path] = opt(
+        None, help="Evaluation data root, as written by `tulu data prepare-eval` (mmlu/, gsm/, bbh/...).", panel=T, flags=("--data-dir", "-d")
+    )
+    json_output: bool = opt(False, help="Print the metrics as one JSON object {task: {metric: value}} on stdout.", panel=T, flags=("--json",))
+    judge_model: Optional[str] = opt(None, help="Judge model name (AlpacaEval, XSTest, TruthfulQA judges).", panel=X)
+    judge_base_url: Optional[str] = opt(None, help="OpenAI-compatible base URL of the judge.", panel=X)
+    judge_api_key_env: str = opt("OPENAI_API_KEY", help="Environment variable holding the judge's API key.", panel=X)
+    toxigen_classifier: Optional[str] = opt(None, help="Path of the ToxiGen RoBERTa-style classifier.", panel=X)
+    truthfulqa_truth_judge: Optional[str] = opt(
+        None,
+        help="Folder of the TruthfulQA truthfulness judge (a causal LM such as allenai/truthfulqa-truth-judge-llama2-7B); same as --task-arg truth_judge=DIR.",
+        panel=X,
+    )
+    truthfulqa_info_judge: Optional[str] = opt(
+        None,
+        help="Folder of the TruthfulQA informativeness judge (e.g. allenai/truthfulqa-info-judge-llama2-7B); same as --task-arg info_judge=DIR.",
+        panel=X,
+    )
+    input_file: Union[dict[str, Path], Path, None] = opt(
+        None,
+        help="Input file instead of the task's own, for tasks that read one (ifeval, xstest, alpaca_eval*, codex/humanevalplus/mbppplus): PATH when one such task runs, TASK=PATH (repeatable) otherwise. A relative PATH may be under --data-dir.",
+        panel=X,
+        default_help="the task's own",
+    )  # one PATH, or {task: PATH}
+    task_args: dict[str, str] = opt(
+        {}, help="KEY=VALUE passed to tasks (repeatable), e.g. subjects=anatomy,virology for MMLU.", panel=X, flags=("--task-arg",)
+    )
+    sandbox: Literal["auto", "strict", "bwrap", "namespaces"] = opt(
+        "auto",
+        help="How generated code (codex, humanevalplus, mbppplus) is jailed: auto (bubblewrap or tulu's own user namespaces; below that, a loud warning and the strongest fallback), strict (refuse below the full sandbox), bwrap or namespaces (that jail or refuse).",
+        panel=X,
+    )  # evaluation/sandbox.py POLICIES
 
     @field_validator("task_args", mode="before")
     @classmethod
@@ -63,36 +90,71 @@ class TaskExtraOptions(Options):
 
 
 class EvalRunOptions(TaskExtraOptions):
-    model: str
-    tasks: list[str]
-    output_dir: Path
-    data_dir: Optional[Path] = None
-    backend: Literal["hf", "vllm", "openai"] = "hf"
-    tokenizer: Optional[str] = None
-    chat_template: Optional[Literal["tulu", "tokenizer", "none"]] = None  # None: each preset's own
-    batch_size: Union[int, Literal["auto"]] = "auto"
-    limit: Optional[int] = None
-    max_examples: Optional[int] = None  # override of the preset's subsample size; 0 = all
-    seed: int = 42
-    n_shot: Optional[int] = None
-    max_new_tokens: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    n_samples: Optional[int] = None
-    stop: Optional[list[str]] = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: Optional[str] = None
-    max_length: Optional[int] = None
-    tensor_parallel_size: Optional[int] = None  # vllm; None: every visible GPU
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    openai_api: Literal["chat", "completions"] = "chat"
-    concurrency: int = 8
-    max_retries: int = 6
-    request_timeout: float = 120.0
-    cache_dir: Optional[Path] = None
-    overwrite: bool = False
-    json_output: bool = False
+    model: str = opt(help="Model folder or hub name (hf, vllm), or the API model name (openai).", panel=M, flags=("--model", "-m"))
+    tasks: list[str] = opt(help="Comma-separated task presets (see `tulu eval list`); repeatable.", panel=T, flags=("--tasks", "-t"))
+    output_dir: Path = opt(
+        help="Results folder: results.json and <task>/predictions.jsonl, metrics.json. Rerunning resumes.", panel=T, flags=("--output-dir", "-o")
+    )
+    limit: Optional[int] = opt(
+        None,
+        help="Evaluate only the first N examples of each task (per subject for MMLU, per subtask for BBH), for quick checks.",
+        panel=T,
+        default_help="all",
+    )
+    max_examples: Optional[int] = opt(
+        None, help="Override the preset's random subsample size (GSM 200, BBH 40 per subtask); 0 means all.", panel=T, default_help="the preset's"
+    )
+    seed: int = opt(42, help="Seed for subsampling and sampling (Tulu 2's).", panel=T)
+    n_shot: Optional[int] = opt(
+        None, help="In-context examples instead of the preset's (MMLU up to 5, GSM up to 8, BBH up to 3).", panel=T, default_help="the preset's"
+    )
+    overwrite: bool = opt(
+        False, help="Discard earlier predictions in --output-dir instead of resuming.", panel=T, flags=("--overwrite/--resume",), default_help="resume"
+    )
+    backend: Literal["hf", "vllm", "openai"] = opt(
+        "hf", help="hf (transformers), vllm (needs the vllm extra) or openai (any OpenAI-compatible API).", panel=M, flags=("--backend", "-b")
+    )
+    tokenizer: Optional[str] = opt(None, help="Tokenizer folder or name.", panel=M, default_help="the model's")
+    chat_template: Optional[Literal["tulu", "tokenizer", "none"]] = opt(
+        None,
+        help="tulu (<|user|>/<|assistant|> format), tokenizer (the tokenizer's own template) or none (plain prompts, for base models), for every task of the run.",
+        panel=M,
+        default_help="each preset's own, as open-instruct ran it (tulu; none for codex_eval_temp_*; `tulu eval list --json` shows each)",
+    )
+    batch_size: Union[int, Literal["auto"]] = opt(
+        "auto",
+        help="Prompts per batch (rows in flight when generating), or auto: start at 64 (16 rows when generating on CPU) and halve on out-of-memory.",
+        panel=M,
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", help="auto, float32, bfloat16 or float16.", panel=M, default_help="auto (checkpoint dtype on GPU, float32 on CPU)"
+    )
+    device: Optional[str] = opt(None, help="Torch device for hf.", panel=M, default_help="cuda if available, else cpu")
+    max_length: Optional[int] = opt(None, help="Model context length; longer prompts are cut from the left.", panel=M, default_help="the model's")
+    tensor_parallel_size: Optional[int] = opt(
+        None, help="GPUs vllm splits the model over (its heads must divide by it).", panel=M, default_help="every visible GPU"
+    )
+    max_new_tokens: Optional[int] = opt(None, help="Maximum generated tokens.", panel=G, default_help="the preset's (512 for GSM/BBH)")
+    temperature: Optional[float] = opt(None, help="Sampling temperature; 0 is greedy.", panel=G, default_help="the preset's")
+    top_p: Optional[float] = opt(None, help="Nucleus sampling mass.", panel=G, default_help="the preset's")
+    n_samples: Optional[int] = opt(None, help="Completions per prompt.", panel=G, default_help="the preset's (1)")
+    stop: Optional[list[str]] = opt(
+        None,
+        help="Stop sequence (repeatable; \\n and \\t understood; '' alone means none); replaces the preset's.",
+        panel=G,
+        default_help="the preset's",
+    )
+    base_url: str = opt("https://api.openai.com/v1", help="API base URL, e.g. http://localhost:8000/v1.", panel=A)
+    api_key_env: str = opt("OPENAI_API_KEY", help="Environment variable holding the API key.", panel=A)
+    openai_api: Literal["chat", "completions"] = opt(
+        "chat", help="chat (/chat/completions) or completions (/completions, also scores log-likelihoods).", panel=A
+    )
+    concurrency: int = opt(8, help="Requests in flight at once.", panel=A)
+    max_retries: int = opt(6, help="Retries of a failed request (exponential backoff).", panel=A)
+    request_timeout: float = opt(120.0, help="Seconds per request.", panel=A)
+    cache_dir: Optional[Path] = opt(
+        None, help="Response cache folder (a rerun costs nothing).", panel=A, default_help="$TULU_CACHE/openai, else $XDG_CACHE_HOME/tulu/openai, else ~/.cache/tulu/openai"
+    )
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -136,11 +198,21 @@ class EvalRunOptions(TaskExtraOptions):
 
 
 class EvalScoreOptions(TaskExtraOptions):
-    task: str
-    predictions: Path
-    data_dir: Optional[Path] = None
-    output: Optional[Path] = None
-    json_output: bool = False
+    task: str = opt(help="Task preset the predictions belong to.", panel=T, flags=("--task", "-t"))
+    predictions: Path = opt(
+        help="predictions.jsonl from `tulu eval run` (or a format the task accepts).", panel=T, flags=("--predictions", "-p")
+    )
+    output: Optional[Path] = opt(None, help="Also write the metrics to this JSON file.", panel=T)
+
+
+class EvalListOptions(Options):
+    json_output: bool = opt(
+        False,
+        help="Print every task's settings as one JSON object {task: {description, kind, n_shot, generation, metrics, options...}} on stdout.",
+        panel=T,
+        flags=("--json",),
+        default_help="off (a table at a terminal, tab-separated lines in a pipe)",
+    )
 
 
 class PrepareEvalOptions(Options):
