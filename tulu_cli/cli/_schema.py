@@ -116,12 +116,15 @@ def cli_fields(cls: type[Options]) -> list[str]:
 
 
 def _parameter(cls: type[Options], key: str) -> inspect.Parameter:
+    from rich.markup import escape
+
     meta = cli_meta(cls, key)
     kind = flag_type(cls.model_fields[key].annotation)
+    text = escape(help_text(cls, key))  # plain sentences: "tulu-cli[demo]" is text, not rich markup
     if meta["argument"]:
-        spec = typer.Argument(metavar=meta["argument"], help=help_text(cls, key), show_default=False)
+        spec = typer.Argument(metavar=meta["argument"], help=text, show_default=False)
     else:
-        spec = typer.Option(*flags_of(cls, key), help=help_text(cls, key), rich_help_panel=meta["panel"], show_default=False)
+        spec = typer.Option(*flags_of(cls, key), help=text, rich_help_panel=meta["panel"], show_default=False)
     return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], spec])
 
 

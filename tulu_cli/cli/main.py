@@ -7,8 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from tulu_cli import __version__
+from tulu_cli.cli import data, eval as eval_cli, human_eval, train, weights
 from tulu_cli.cli._common import TuluTyper
-from tulu_cli.cli import data, eval as eval_cli, human_eval, quickstart, train, weights
+from tulu_cli.cli._schema import add_command
+from tulu_cli.cli.quickstart import quickstart
+from tulu_cli.quickstart import QuickstartOptions
 
 app = TuluTyper(
     name="tulu",
@@ -39,12 +42,10 @@ def root(
     """Root options."""
 
 
-app.add_typer(data.app, name="data", help="Prepare instruction data, evaluation data, and inspect encodings.")
-app.add_typer(train.app, name="train", help="Fine-tune: full SFT, LoRA, QLoRA, DPO; plot a run.")
-app.add_typer(weights.app, name="weights", help="Diff, recover and merge model weights.")
-app.add_typer(eval_cli.app, name="eval", help="Run and score the Tulu 2 evaluation suite.")
-app.add_typer(human_eval.app, name="human-eval", help="Serve a web page for pairwise human evaluation and analyse the results.")
-quickstart.register(app)
+# The groups, in `tulu --help` order; each group module lists its own commands at its end.
+for name, group in (("data", data.app), ("train", train.app), ("weights", weights.app), ("eval", eval_cli.app), ("human-eval", human_eval.app)):
+    app.add_typer(group, name=name, help=group.info.help)
+add_command(app, "quickstart", QuickstartOptions, quickstart)
 
 
 def main() -> None:
