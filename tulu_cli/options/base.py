@@ -70,9 +70,6 @@ def flag_name(key: str) -> str:
 
 def cli_name(cls: type[Options], key: str) -> str:
     """How ``--help`` spells field ``key`` of ``cls``: its first flag (``--json``), or an argument's metavar."""
-    legacy = getattr(cls, "cli_names", {})  # models not yet declared with opt()
-    if key in legacy:
-        return legacy[key]
     extra = cls.model_fields[key].json_schema_extra if key in cls.model_fields else None
     meta = extra.get("cli") if isinstance(extra, dict) else None
     if not meta:
