@@ -51,7 +51,9 @@ def make_accelerator(opts: TrainOptions, deepspeed_config: dict | None):
     return Accelerator(
         cpu=cpu,
         mixed_precision=MIXED_PRECISION[opts.dtype],
-        gradient_accumulation_steps=opts.accumulation_steps,
+        # The loop accumulates by itself (TrainingRecipe.backward); only DeepSpeed's config, which
+        # accelerate checks against this value, carries the real number of micro-batches.
+        gradient_accumulation_steps=opts.accumulation_steps if deepspeed_config is not None else 1,
         deepspeed_plugin=plugin,
         kwargs_handlers=[pg],
         log_with=trackers or None,
@@ -326,10 +328,22 @@ class TrainingRecipe:
         return [order[i * per_step + rank * b : i * per_step + (rank + 1) * b] for i in range(n_global)]
 
     # ---- train ---------------------------------------------------------------------------
-    def _set_sync(self, flag: bool) -> None:
-        # Accumulation is driven by hand (token counts must be known per accumulated batch), so
-        # tell accelerate/DeepSpeed which micro-batch ends the accumulation window.
-        self.accelerator.gradient_state._set_sync_gradients(flag)
+    def backward(self, loss, last: bool) -> None:
+        """Accumulate one micro-batch's gradient; ``last`` closes the accumulation window.
+
+        The loop owns accumulation (token counts must be known per accumulated batch, and an
+        epoch's last group may be short), through public APIs only: the loss is divided by the
+        configured accumulation steps, as open-instruct's accelerate loop did. Under DeepSpeed the
+        engine divides (by its config's steps), is told where the window ends, and steps (clip,
+        optimizer, zero grad) at that end; elsewhere the optimizer steps in :meth:`train`.
+        """
+        if self.is_deepspeed:
+            self.model.set_gradient_accumulation_boundary(last)
+            self.model.backward(loss)
+            if last:
+                self.model.step()
+        else:
+            self.accelerator.backward(loss / self.accum)
 
     def train(self) -> None:
         import torch
@@ -361,17 +375,17 @@ class TrainingRecipe:
                     extra_acc: dict[str, Any] = {}
                     for k, m in enumerate(micro):
                         last = k == len(micro) - 1
-                        self._set_sync(last)
+                        # DDP: no gradient all-reduce before the window's last micro-batch (forward included).
                         ctx = acc.no_sync(self.model) if not last and not self.is_deepspeed else contextlib.nullcontext()
                         with ctx:
                             loss_sum, count, extra = self.loss_terms(self.model, m)
                             if o.reduce_loss == "mean":
                                 loss = loss_sum / count.clamp(min=1)
                             else:
-                                # accelerate/DeepSpeed divide by the accumulation steps and DDP averages over
+                                # backward divides by the accumulation steps and DDP averages over
                                 # processes: undo both so every token of the step weighs 1/global_count.
                                 loss = loss_sum * (self.accum * self.world / max(global_count, 1.0))
-                            acc.backward(loss)
+                            self.backward(loss, last)
                         loss_acc += loss_sum.detach().to(torch.float64)
                         for key, value in extra.items():
                             value = value.detach().to(torch.float64) if torch.is_tensor(value) else float(value)
