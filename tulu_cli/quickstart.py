@@ -56,8 +56,9 @@ def _resource(*parts: str) -> Path:
 
 def _column(run_dir: Path, key: str) -> list[float]:
     """One metric over the logged steps of a run's metrics.jsonl."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [float(r[key]) for r in rows if key in r]
+    from tulu_cli.train.plot import read_metrics
+
+    return [float(r[key]) for r in read_metrics(run_dir) if key in r]
 
 
 def _timed(summary: Summary, name: str, fn: Callable[[], tuple[str, str]], log: Callable[[str], None]) -> None:
