@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from tulu_cli.errors import TuluError
+from tulu_cli.jsonl import read_jsonl
 from tulu_cli.options import Options
 from tulu_cli.options.base import internal, opt
 from tulu_cli.paths import check_output
@@ -240,7 +241,7 @@ def run_quickstart(opts: QuickstartOptions, log: Callable[[str], None] = print) 
         if real:  # what the two models actually wrote for one question: real sentences, and how they changed
             answers = {}
             for name, _ in models:
-                rows = [json.loads(line) for line in (eval_dir / name / "gsm_direct" / "predictions.jsonl").read_text().splitlines()]
+                rows = [row for _, row in read_jsonl(eval_dir / name / "gsm_direct" / "predictions.jsonl")]
                 first = min(rows, key=lambda row: row["id"])  # rows are written as they finish; the id is stable
                 answers[name] = first["output"].strip()
                 question = first["prompt"].split("Question: ", 1)[-1].split("\n", 1)[0]
