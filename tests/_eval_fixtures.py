@@ -116,11 +116,18 @@ SHARED_BENCHMARKS = ("bbh", "gsm", "mmlu", "toxigen", "truthfulqa", "xstest")
 FIXTURE_BENCHMARKS = {"MATH": "eval_math/MATH", "tydiqa": "eval_tydiqa/tydiqa", "codex_humaneval": "eval_code/codex_humaneval"}
 
 
-def every_preset_data(dest: Path, shared_data: Path) -> tuple[Path, list[str]]:
+def every_preset_data(dest: Path, shared_data: Path, bbh_subtasks: tuple[str, ...] | None = None) -> tuple[Path, list[str]]:
     """A --data-dir for all presets of `tulu eval list` (links, nothing copied) and the --input-file
-    arguments it needs: AlpacaEval's instructions come from the shared davinci-003 outputs, for both versions."""
+    arguments it needs: AlpacaEval's instructions come from the shared davinci-003 outputs, for both versions.
+    ``bbh_subtasks``: only these BBH subtasks (default: every shared one)."""
     dest.mkdir(parents=True)
     for name in SHARED_BENCHMARKS:
+        if name == "bbh" and bbh_subtasks is not None:
+            for folder, ext in (("bbh", ".json"), ("cot-prompts", ".txt")):
+                (dest / "bbh" / folder).mkdir(parents=True)
+                for sub in bbh_subtasks:
+                    os.symlink(shared_data / "eval" / "bbh" / folder / (sub + ext), dest / "bbh" / folder / (sub + ext))
+            continue
         os.symlink(shared_data / "eval" / name, dest / name)
     os.symlink(shared_data / "ifeval", dest / "ifeval")
     for name, rel in FIXTURE_BENCHMARKS.items():
