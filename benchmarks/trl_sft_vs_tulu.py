@@ -11,7 +11,7 @@ Each run is a fresh process (tulu: the `tulu train sft` CLI; TRL: this file with
 --peer-python, the peer venv), alternating tulu, TRL, tulu, TRL (--rounds). Printed per run: tokens
 (non-padding input tokens, each engine's own count), training-loop seconds (tulu: tulu_run.json's
 train_seconds; TRL: the time around ``trainer.train()``), tokens/s, the process tree's peak RSS
-(``os.wait4``: the largest single process, the training worker) and the last step's loss.
+(``os.wait4``: the largest single process, the training worker), its CPU seconds, and the last step's loss.
 
 The peer venv (never install trl into tulu's environment: it may move torch/transformers):
 
@@ -38,8 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER_PYTHON = os.environ.get("TULU_PEER_PYTHON") or str(Path.home() / ".cache/tulu/venv-peers/bin/python")
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB of the largest process in the child's tree)."""
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MB of the largest process in the child's tree, CPU seconds of the tree).
+
+    CPU seconds are steadier than wall time on cores that other jobs share."""
     t = time.time()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **env})
@@ -48,7 +50,7 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
         if proc.returncode != 0:
             err.seek(0)
             sys.exit(f"{' '.join(cmd[:4])} ... failed:\n{err.read()[-3000:]}")
-    return time.time() - t, usage.ru_maxrss / 1024
+    return time.time() - t, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def prepare(tmp: Path, examples: int) -> tuple[Path, Path]:
@@ -68,7 +70,7 @@ def prepare(tmp: Path, examples: int) -> tuple[Path, Path]:
 
 
 def tulu_run(args: argparse.Namespace, model: Path, data: Path, out: Path, env: dict[str, str]) -> dict:
-    wall, rss = run_child([
+    wall, rss, cpu = run_child([
         sys.executable, "-m", "tulu_cli.cli.main", "train", "sft", "-m", str(model), "-t", str(data), "--template", "tokenizer",
         "--dtype", "fp32", "--cpu", "--cpu-threads", str(args.threads), "--max-seq-length", str(args.max_length),
         "-b", str(args.batch), "--max-steps", str(args.steps), "--lr", str(args.lr), "--lr-scheduler", "linear",
@@ -76,7 +78,7 @@ def tulu_run(args: argparse.Namespace, model: Path, data: Path, out: Path, env: 
         "--no-save-model", "--cache-dir", str(out.parent / "cache"), "-o", str(out)], {**env, "PYTHONPATH": str(REPO)})
     steps = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     run = json.loads((out / "tulu_run.json").read_text())
-    return {"wall": wall, "rss": rss, "tokens": sum(s["tokens"] for s in steps), "seconds": run["train_seconds"],
+    return {"wall": wall, "rss": rss, "cpu": cpu, "tokens": sum(s["tokens"] for s in steps), "seconds": run["train_seconds"],
             "steps": run["steps_done"], "loss": steps[-1]["loss"]}
 
 
@@ -84,8 +86,8 @@ def peer_run(args: argparse.Namespace, model: Path, data: Path, out: Path, env: 
     spec = out.with_suffix(".spec.json")
     spec.write_text(json.dumps({"model": str(model), "data": str(data), "out": str(out), **{
         k: getattr(args, k) for k in ("max_length", "batch", "steps", "lr", "seed", "threads")}}))
-    wall, rss = run_child([args.peer_python, __file__, "--peer-worker", str(spec)], env)
-    return {"wall": wall, "rss": rss, **json.loads((out / "result.json").read_text())}
+    wall, rss, cpu = run_child([args.peer_python, __file__, "--peer-worker", str(spec)], env)
+    return {"wall": wall, "rss": rss, "cpu": cpu, **json.loads((out / "result.json").read_text())}
 
 
 def peer_worker(spec_path: str) -> None:
@@ -158,14 +160,16 @@ def main() -> None:
           f"max length {args.max_length}, batch {args.batch}, {args.steps} steps, lr {args.lr:g} linear, fp32 CPU, "
           f"{args.threads} torch thread(s); TRL {v['trl']} (transformers {v['transformers']}, torch {v['torch']}); "
           f"runs alternating; 1-min load average before each run: {', '.join(f'{x:.1f}' for x in load)} (2 shared cores)\n")
-    print("| run | engine | steps | tokens | train s | tokens/s | process wall s | peak RSS MB | last-step loss |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | engine | steps | tokens | train s | tokens/s | process wall s | process CPU s | peak RSS MB | last-step loss |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for i, (name, res) in enumerate(runs):
         print(f"| {i + 1} | {name} | {res['steps']} | {res['tokens']} | {res['seconds']:.1f} | {res['tokens'] / res['seconds']:.0f} | "
-              f"{res['wall']:.1f} | {res['rss']:.0f} | {res['loss']:.4f} |")
+              f"{res['wall']:.1f} | {res['cpu']:.1f} | {res['rss']:.0f} | {res['loss']:.4f} |")
     tps = {k: sum(r["tokens"] for n, r in runs if n == k) / sum(r["seconds"] for n, r in runs if n == k) for k in ("tulu", "TRL")}
     rss = {k: max(r["rss"] for n, r in runs if n == k) for k in ("tulu", "TRL")}
-    print(f"| all | tulu/TRL | | | | {tps['tulu'] / tps['TRL']:.2f}x | | {rss['tulu'] / rss['TRL']:.2f}x | |")
+    cpu = {k: sum(r["cpu"] for n, r in runs if n == k) for k in ("tulu", "TRL")}
+    print(f"| all | tulu/TRL | | | | {tps['tulu'] / tps['TRL']:.2f}x | | {cpu['tulu'] / cpu['TRL']:.2f}x | "
+          f"{rss['tulu'] / rss['TRL']:.2f}x | |")
 
 
 if __name__ == "__main__":
