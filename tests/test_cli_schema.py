@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import typer
@@ -139,6 +140,7 @@ def test_adding_an_option_is_one_field(monkeypatch):
 
     class Plot2(PlotOptions):
         dpi: int = opt(150, help="Resolution of the PNG.")
+        style: Literal["line", "dots"] = opt("line", help="How points are drawn.")
 
     seen = []
     t = typer.Typer()
@@ -146,9 +148,10 @@ def test_adding_an_option_is_one_field(monkeypatch):
     _schema.add_command(t, "other", PlotOptions, lambda call: None)  # two commands: Typer keeps the group
     r = runner.invoke(t, ["plot", "--help"], env={"COLUMNS": "250"})
     assert "--dpi" in r.output and "Resolution of the PNG. Default: 150." in r.output
-    r = runner.invoke(t, ["plot", "runs/x", "--dpi", "300"])
+    assert "How points are drawn. One of: line, dots. Default: line." in r.output  # a Literal's choices, when the sentence lacks them
+    r = runner.invoke(t, ["plot", "runs/x", "--dpi", "300", "--style", "dots"])
     assert r.exit_code == 0, r.output
-    assert seen[-1].dpi == 300
+    assert (seen[-1].dpi, seen[-1].style) == (300, "dots")
 
 
 # ---- config files ------------------------------------------------------------------------------
