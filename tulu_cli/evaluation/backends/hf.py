@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult
+from tulu_cli.evaluation.backends.base import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult, is_oom
 from tulu_cli.evaluation.backends.hf_generation import (
     CPU_SLOTS,
     ContinuousBatcher,
@@ -30,15 +30,6 @@ from tulu_cli.evaluation.backends.hf_generation import (
 
 AUTO_START = 64
 MIN_SHARED_PREFIX = 32  # tokens; shorter common heads are not worth a separate pass
-
-
-def is_oom(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, getattr(torch.cuda, "OutOfMemoryError", ())):
-        return True
-    msg = str(err)
-    return isinstance(err, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
 def _dtype_kwarg() -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import GenerationRequest
+from tulu_cli.evaluation.backends.base import GenerationRequest, is_oom
 
 # Rows in flight on CPU with batch size auto: SmolLM2-135M on the shared 2-core machine made the most tokens/s
 # with 16 (22 against 18 with 8 or 32), and the first row waits longer the more rows share the steps (docs/eval.md).
@@ -206,8 +206,6 @@ class ContinuousBatcher:
 
     def _out_of_memory(self, err: BaseException, rows: list[_Row], queue: deque) -> None:
         """Halve the slots (batch size auto) and queue the unfinished rows again, longest first; anything else re-raises."""
-        from tulu_cli.evaluation.backends.hf import is_oom
-
         if not is_oom(err):
             raise err
         self.b._free()

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 from tulu_cli.errors import TuluError
 from tulu_cli.paths import cache_root
-from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, OnResult
+from tulu_cli.evaluation.backends.base import Backend, GenerationRequest, LoglikelihoodRequest, OnResult
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_WAIT = 60.0  # seconds, the longest pause between two attempts

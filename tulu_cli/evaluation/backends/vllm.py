@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tulu_cli.errors import TuluError
-from tulu_cli.evaluation.backends import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult
+from tulu_cli.evaluation.backends.base import Backend, GenerationRequest, LoglikelihoodRequest, NextTokenRequest, OnResult
 
 
 def import_vllm() -> Any:
