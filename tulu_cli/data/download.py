@@ -301,10 +301,9 @@ def hub_metadata(url: str) -> HubFile:
             ) from None
         except HfHubHTTPError as e:
             code = e.response.status_code
-            reason = getattr(e.response, "reason_phrase", None) or getattr(e.response, "reason", "")  # httpx / requests
             if code not in RETRY_STATUS:
-                raise _http_error(url, code, reason) from None
-            last = f"HTTP {code} ({reason})"
+                raise _http_error(url, code, e.response.reason_phrase) from None
+            last = f"HTTP {code} ({e.response.reason_phrase})"
         except (_transport_error(), OSError) as e:
             last = f"cannot connect: {e}"
         if attempt + 1 < ATTEMPTS:
@@ -317,15 +316,11 @@ def hub_metadata(url: str) -> HubFile:
 
 
 def _transport_error() -> type[Exception]:
-    """The connection-level error class of the HTTP client huggingface_hub uses (httpx2 or httpx, by its version;
-    before 1.0 it used requests, whose errors are OSErrors)."""
+    """The connection-level error class of the HTTP client huggingface_hub uses (httpx2 or httpx, by its version)."""
     try:
         from httpx2 import TransportError
     except ImportError:
-        try:
-            from httpx import TransportError
-        except ImportError:
-            return OSError
+        from httpx import TransportError
     return TransportError
 
 
