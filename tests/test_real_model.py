@@ -182,7 +182,7 @@ NO_JUDGE = {"alpaca_eval", "alpaca_eval_2"}
 
 @pytest.fixture(scope="module")
 def every_preset(real_model, tiny_model, shared_data, tmp_path_factory):
-    """One `tulu eval run` of all presets (the model loads once): --limit 1, 32 new tokens, one sample."""
+    """One `tulu eval run` of all presets (the model loads once): --limit 1, 8 new tokens (enough for a well-formed row; the cost is per token), one sample."""
     from _eval_fixtures import every_preset_data, make_toxigen_classifier, make_truthfulqa_judge
     from _eval_helpers import invoke
 
@@ -191,7 +191,7 @@ def every_preset(real_model, tiny_model, shared_data, tmp_path_factory):
     data, input_files = every_preset_data(root / "data", shared_data, bbh_subtasks=("boolean_expressions",))
     res = invoke([
         "eval", "run", "-m", str(real_model), "-t", ",".join(ALL_PRESETS), "-d", str(data), *input_files,
-        "--limit", "1", "--max-new-tokens", "32", "--n-samples", "1", "-o", str(root / "out"), "--json",
+        "--limit", "1", "--max-new-tokens", "8", "--n-samples", "1", "-o", str(root / "out"), "--json",
         "--toxigen-classifier", str(make_toxigen_classifier(root / "classifier", tiny_model, 0.0)),
         "--truthfulqa-truth-judge", str(make_truthfulqa_judge(root / "judge", tiny_model, True)),
         "--truthfulqa-info-judge", str(root / "judge"),
