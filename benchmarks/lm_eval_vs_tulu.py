@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PEER_PYTHON = os.environ.get("TULU_PEER_PYTHON") or str(Path.home() / ".cache/tulu/venv-peers/bin/python")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers import DEFAULT_PEER_PYTHON, child_env, require_peer  # noqa: E402
 TASKS = ("mmlu_0shot", "gsm_direct")
 
 
@@ -115,14 +116,12 @@ def main() -> None:
     if args.peer_worker:
         peer_worker(*args.peer_worker)
         return
-    if not Path(args.peer_python).is_file():
-        sys.exit(f"{args.peer_python}: no such python; build the peer venv as this file's docstring says")
+    require_peer(args.peer_python)
 
     from tulu_cli.demo import smollm2
 
     model = smollm2()
-    env = {"OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(args.threads)
     runs: dict[str, list[dict]] = {"tulu": [], "lm-eval": []}
     load = []
     with tempfile.TemporaryDirectory() as tmp:
