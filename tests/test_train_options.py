@@ -184,6 +184,22 @@ def test_plot_without_metrics_is_a_clear_error(tmp_path):
     _fails(["train", "plot", str(tmp_path)], "no metrics.jsonl here")
 
 
+def test_plot_dpi_sets_the_png_resolution(tmp_path):
+    import struct
+
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "loss": 2.0 / i, "lr": 1e-5}) + "\n" for i in range(1, 4)))
+
+    def size(png):  # width and height from the PNG's IHDR chunk
+        return struct.unpack(">II", png.read_bytes()[16:24])
+
+    assert run_cli(["train", "plot", str(tmp_path)]).exit_code == 0
+    default = size(tmp_path / "metrics.png")
+    r = run_cli(["train", "plot", str(tmp_path), "--dpi", "50", "-o", str(tmp_path / "small.png")])
+    assert r.exit_code == 0, r.output
+    assert size(tmp_path / "small.png") == (default[0] // 2, default[1] // 2)  # default 100 dpi
+    _fails(["train", "plot", str(tmp_path), "--dpi", "0"], "--dpi: Input should be greater than 0")
+
+
 def test_collators():
     from tulu_cli.data.collate import PackingCollator, PaddingCollator
 

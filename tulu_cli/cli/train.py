@@ -141,7 +141,7 @@ def plot(call: Call) -> None:
         return
     from tulu_cli.train.plot import plot_run
 
-    typer.echo(str(plot_run(opts.run_dir, opts.output)))
+    typer.echo(str(plot_run(opts.run_dir, opts.output, opts.dpi)))
 
 
 app = TuluTyper(help="Fine-tune: full SFT, LoRA, QLoRA, DPO; plot a run.")

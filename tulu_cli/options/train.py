@@ -185,3 +185,4 @@ class PlotOptions(Options):
 
     run_dir: Path = opt(help="Run folder holding metrics.jsonl.", argument="RUN_DIR")
     output: Optional[Path] = opt(None, help="PNG to write.", flags=("--output", "-o"), default_help="RUN_DIR/metrics.png")
+    dpi: int = opt(100, help="Resolution of the PNG in dots per inch.", gt=0, le=1200)

@@ -20,7 +20,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return rows
 
 
-def plot_run(run_dir: Path, output: Path | None = None) -> Path:
+def plot_run(run_dir: Path, output: Path | None, dpi: int) -> Path:
     """Write the PNG (default RUN_DIR/metrics.png) and return its path."""
     import matplotlib
 
@@ -42,7 +42,7 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
     out = Path(output) if output else Path(run_dir) / "metrics.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     os.replace(tmp, out)
     return out
