@@ -46,12 +46,39 @@ def _data(tmp: Path, questions: list[str]) -> Path:
     return tmp
 
 
-def _tulu(python: Path | str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def _start(python: Path | str, args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen, Path]:
     # PYTHONPATH: the venv runs this checkout's tulu_cli whatever it has installed.
     env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([str(python), "-m", "tulu_cli.cli.main", "eval", "run", *args], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    with open(log, "w") as f:
+        return subprocess.Popen([str(python), "-m", "tulu_cli.cli.main", "eval", "run", *args], env=env, stdout=subprocess.DEVNULL, stderr=f), log
+
+
+def _finish(started: tuple[subprocess.Popen, Path]) -> str:
+    proc, log = started
+    try:
+        proc.wait(timeout=900)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    return log.read_text()
+
+
+@pytest.fixture(scope="module")
+def runs(vllm_python, real_model, tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The three runs the tests read, started together: each is one thread, and a vLLM engine spends
+    most of its half-minute starting, so running them side by side saves the suite a minute."""
+    tmp = tmp_path_factory.mktemp("vllm")
+    greedy = ["-m", str(real_model), "-d", str(_data(tmp / "greedy", QUESTIONS)), *COMMON, "--max-length", "200", "--stop", "classic"]
+    # The same question twice: vLLM seeds each request with --seed, so both rows get the same three samples.
+    sampled = ["-m", str(real_model), "-d", str(_data(tmp / "sampled", ["Write one sentence about cats.", "Write one sentence about cats.", "Name a fruit."])),
+               *COMMON, "--temperature", "1.0", "--n-samples", "3", "--seed", "7", "--stop", "."]  # fmt: skip
+    started = {
+        "vllm": _start(vllm_python, [*greedy, "-o", str(tmp / "vllm"), "--backend", "vllm", "--tensor-parallel-size", "1"], VLLM_ENV, tmp / "vllm.log"),
+        "sampled": _start(vllm_python, [*sampled, "-o", str(tmp / "sampled_out"), "--backend", "vllm"], VLLM_ENV, tmp / "sampled.log"),
+        "hf": _start(sys.executable, [*greedy, "-o", str(tmp / "hf")], {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, tmp / "hf.log"),
+    }
+    outs = {"vllm": tmp / "vllm", "sampled": tmp / "sampled_out", "hf": tmp / "hf"}
+    return {name: (outs[name], _finish(s)) for name, s in started.items()}
 
 
 def _outputs(out: Path) -> dict[int, object]:
@@ -60,29 +87,21 @@ def _outputs(out: Path) -> dict[int, object]:
 
 
 @pytest.mark.slow
-def test_vllm_greedy_equals_hf_with_stops_and_left_cut_prompts(vllm_python, real_model, tmp_path):
-    data = _data(tmp_path / "data", QUESTIONS)
-    args = ["-m", str(real_model), "-d", str(data), *COMMON, "--max-length", "200", "--stop", "classic"]
-    ran = _tulu(vllm_python, [*args, "-o", str(tmp_path / "vllm"), "--backend", "vllm", "--tensor-parallel-size", "1"], VLLM_ENV)
-    _tulu(sys.executable, [*args, "-o", str(tmp_path / "hf")], {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
-    got, want = _outputs(tmp_path / "vllm"), _outputs(tmp_path / "hf")
+def test_vllm_greedy_equals_hf_with_stops_and_left_cut_prompts(runs):
+    (vllm_out, vllm_log), (hf_out, _) = runs["vllm"], runs["hf"]
+    got, want = _outputs(vllm_out), _outputs(hf_out)
     agree = sum(got[i] == want[i] for i in want)
     assert agree == len(QUESTIONS), f"greedy agreement {agree}/{len(QUESTIONS)}: {got} vs {want}"
     assert want[2] == " Paris"  # ends with <|im_end|>
     assert want[4] == " 10\n\nThe answer is: 10.\n\nThis is a "  # the stop string "classic" cut it
-    assert "prompts longer than 176 tokens are cut from the left (model length 200)" in " ".join(ran.stderr.split())
-    backend = json.loads((tmp_path / "vllm/results.json").read_text())["backend"]
+    assert "prompts longer than 176 tokens are cut from the left (model length 200)" in " ".join(vllm_log.split())
+    backend = json.loads((vllm_out / "results.json").read_text())["backend"]
     assert backend["tensor_parallel_size"] == 1 and backend["dtype"] == "float32" and backend["max_length"] == 200
 
 
 @pytest.mark.slow
-def test_vllm_n_samples_with_a_seed(vllm_python, real_model, tmp_path):
-    # The same question twice: vLLM seeds each request with --seed, so both rows get the same three samples.
-    data = _data(tmp_path / "data", ["Write one sentence about cats.", "Write one sentence about cats.", "Name a fruit."])
-    args = ["-m", str(real_model), "-d", str(data), *COMMON, "--temperature", "1.0", "--n-samples", "3", "--seed", "7",
-            "--stop", "."]
-    _tulu(vllm_python, [*args, "-o", str(tmp_path / "vllm"), "--backend", "vllm"], VLLM_ENV)
-    got = _outputs(tmp_path / "vllm")
+def test_vllm_n_samples_with_a_seed(runs):
+    got = _outputs(runs["sampled"][0])
     assert all(isinstance(got[i], list) and len(got[i]) == 3 for i in got)
     assert got[0] == got[1] and len(set(got[0])) > 1 and got[2] != got[0]
     assert not any("." in s for i in got for s in got[i])
