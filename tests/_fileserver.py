@@ -92,18 +92,26 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("X-Repo-Commit", rev if re.fullmatch(r"[0-9a-f]{40}", rev) else server.commit)
             self.send_header("ETag", '"%s"' % server.etag.get(name, hashlib.sha256(data).hexdigest()))
 
-        def do_HEAD(self) -> None:  # noqa: N802 (http.server API)
-            name = urllib.parse.unquote(urllib.parse.urlparse(self.path).path).lstrip("/")
-            auth = self.headers.get("Authorization")
-            server.heads.append((name, auth))
+        def _served(self, name: str, auth: str | None, once: bool) -> bytes | None:
+            """The file's bytes, or None once the error status (forced, token, missing) has been sent."""
             if name in server.status:
                 return self._fail(server.status[name])
+            if once and name in server.status_once:
+                return self._fail(server.status_once.pop(name))
             if server.token is not None and auth != f"Bearer {server.token}":
                 return self._fail(401)
             path = server.root / name
             if not path.is_file() or server.root.resolve() not in path.resolve().parents:
                 return self._fail(404)
-            data = path.read_bytes()
+            return path.read_bytes()
+
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server API)
+            name = urllib.parse.unquote(urllib.parse.urlparse(self.path).path).lstrip("/")
+            auth = self.headers.get("Authorization")
+            server.heads.append((name, auth))
+            data = self._served(name, auth, once=False)
+            if data is None:
+                return
             self.send_response(200)
             self._hub_headers(name, data)
             self.send_header("Accept-Ranges", "bytes")
@@ -115,16 +123,9 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             rng = self.headers.get("Range")
             auth = self.headers.get("Authorization")
             server.requests.append((name, rng, auth))
-            if name in server.status:
-                return self._fail(server.status[name])
-            if name in server.status_once:
-                return self._fail(server.status_once.pop(name))
-            if server.token is not None and auth != f"Bearer {server.token}":
-                return self._fail(401)
-            path = server.root / name
-            if not path.is_file() or server.root.resolve() not in path.resolve().parents:
-                return self._fail(404)
-            data = path.read_bytes()
+            data = self._served(name, auth, once=True)
+            if data is None:
+                return
             start, end = 0, len(data) - 1
             partial = False
             if rng and server.ranges and rng.startswith("bytes="):
